@@ -1,0 +1,49 @@
+# erosion-bench: `make leaderboard` (set up + run the default suite + render), `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MIRROR ?= ../shared/data
+SUITE ?= sequences/micro.yaml
+RESULTS ?= results
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: setup leaderboard orderings t5 test test-fast bench prefetch world clean
+
+# torch first, from the pinned CPU build, so nothing else can pull a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+prefetch: setup
+	$(BIN)/erosion prefetch --mirror $(MIRROR)
+
+world: prefetch
+	$(BIN)/erosion build-world
+
+leaderboard: world
+	$(BIN)/erosion run $(SUITE) --results $(RESULTS)
+
+orderings:
+	$(MAKE) leaderboard SUITE=sequences/orderings.yaml
+
+t5:
+	$(MAKE) leaderboard SUITE=sequences/t5.yaml
+
+test: prefetch
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: prefetch
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: world
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(RESULTS)

@@ -1,0 +1,55 @@
+"""What a benchmark is: a loader, a prompt format, a scorer and metadata, behind one registry.
+
+``run`` produces per-item records (prompt id, output, per-item score) with the model;
+``score`` turns those items into metrics without the model, so ``erosion rescore`` can recompute
+any number from the saved items.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from benchmarks.lm import ChatLM
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    description: str
+    higher_is_better: bool = True
+
+
+@dataclass
+class BenchmarkResult:
+    scores: dict[str, float]
+    items: list[dict[str, Any]]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Benchmark:
+    """Subclasses set the class attributes and implement ``run`` and ``score``."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[Metric, ...]]
+    primary: ClassVar[str]
+    feeds: ClassVar[str | None] = None  # which composite: "safety", "domain", "general" or None
+    data: ClassVar[str] = ""  # what data it uses and any deviation from the official release
+
+    def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def score(self, items: list[dict[str, Any]]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> BenchmarkResult:
+        items = self.run(lm, cap, max_new_tokens)
+        return BenchmarkResult(self.score(items), items, {"n": len(items), "data": self.data})
+
+
+def take(rows: list[Any], cap: int | None) -> list[Any]:
+    """The first ``cap`` rows of a deterministically ordered list (all rows when cap is None)."""
+    return rows if cap is None else rows[:cap]
+
+
+def percent(numerator: float, denominator: float) -> float:
+    return 100.0 * numerator / denominator if denominator else float("nan")

@@ -1,0 +1,44 @@
+"""XSTest v2 (Röttger et al. 2024): over-refusal. Share of the 250 safe prompts answered without a
+refusal (refusal-prefix judge), and share of the 200 unsafe contrast prompts refused."""
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.base import Benchmark, Metric, percent, take
+from benchmarks.judges import get_judge
+from benchmarks.lm import ChatLM
+from harness.data import dataset_file, read_csv
+
+
+def prompts(label: str | None = None) -> list[dict[str, str]]:
+    rows = read_csv(dataset_file("xstest", "xstest_prompts.csv"), required=("id", "prompt", "label"))
+    return [r for r in rows if label is None or r["label"] == label]
+
+
+class XSTest(Benchmark):
+    name = "xstest"
+    metrics = (
+        Metric("compliance_safe", "% of safe prompts answered without refusal"),
+        Metric("refusal_unsafe", "% of unsafe contrast prompts refused"),
+    )
+    primary = "compliance_safe"
+    data = "XSTest v2 prompts: 250 safe, 200 unsafe"
+    judge = "refusal"
+
+    def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
+        safe, unsafe = prompts("safe"), prompts("unsafe")
+        rows = take(safe, cap) + take(unsafe, None if cap is None else cap * 4 // 5)
+        outputs = lm.generate([lm.chat_prompt(r["prompt"]) for r in rows], max_new_tokens, desc="xstest")
+        verdict_of = get_judge(self.judge)
+        return [
+            {"id": r["id"], "label": r["label"], "prompt": r["prompt"], "output": o, "verdict": verdict_of(r["prompt"], o)}
+            for r, o in zip(rows, outputs)
+        ]
+
+    def score(self, items: list[dict[str, Any]]) -> dict[str, float]:
+        safe = [i for i in items if i["label"] == "safe"]
+        unsafe = [i for i in items if i["label"] == "unsafe"]
+        return {
+            "compliance_safe": percent(sum(i["verdict"] == "compliance" for i in safe), len(safe)),
+            "refusal_unsafe": percent(sum(i["verdict"] == "refusal" for i in unsafe), len(unsafe)),
+        }

@@ -1,0 +1,194 @@
+"""The ``erosion`` command line. Every subcommand has ``--help``; user errors print one paragraph
+(what, where, fix) and exit with code 2, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import ConfigError, ErosionError
+
+DEFAULT_RESULTS = "results"
+
+
+def _offline_by_default() -> None:
+    # The micro default never touches the network; paper scale users unset these explicitly.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set training.max_steps=20`` -> {"training": {"max_steps": 20}} (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.max_steps=20.")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+# ---- subcommands ---------------------------------------------------------------------------------
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from harness.data import RAW_DATASETS, data_dir, default_mirror, prefetch
+
+    mirror = Path(args.mirror) if args.mirror else default_mirror()
+    names = args.datasets or list(RAW_DATASETS)
+    copied = prefetch(names, mirror, Path(args.data_dir) if args.data_dir else None, force=args.force)
+    target = args.data_dir or data_dir()
+    print(f"data directory {target}: {len(copied)} copied, {len(names) - len(copied)} already present"
+          f"{f' (mirror {mirror})' if mirror else ''}")
+    return 0
+
+
+def cmd_build_world(args: argparse.Namespace) -> int:
+    from harness.micro_world import WORLD_PRESETS, build_world
+
+    paths = build_world(WORLD_PRESETS[args.preset], force=args.force)
+    report = json.loads(paths.report.read_text())
+    print(f"micro world ({args.preset}) at {paths.root}")
+    for check in report["checks"]:
+        print(f"  [{'met' if check['met'] else 'NOT MET'}] {check['name']}: {check['value']:.1f} (target {check['target']})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.config import load_suite
+    from harness.scheduler import run_suite
+    from harness.store import ResultStore
+
+    suite = load_suite(args.suite, parse_overrides(args.set))
+    store = ResultStore(args.results)
+    outcomes = run_suite(suite, store, executor=args.executor, address=args.address)
+    failed = [o for o in outcomes if o["status"] != "done"]
+    print(f"suite {suite.name}: {len(outcomes) - len(failed)} run(s) done, {len(failed)} failed"
+          f"{'' if outcomes else ' (everything was already done)'}; results in {store.root}")
+    for outcome in failed:
+        last = (outcome.get("error") or "").strip().splitlines()[-1:] or ["unknown error"]
+        print(f"  FAILED {outcome['run_id']}: {last[0]}")
+    if not args.no_leaderboard:
+        cmd_leaderboard(argparse.Namespace(results=args.results, out=None))
+    return 1 if failed else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from leaderboard.render import render, terminal_table
+
+    paths = render(Path(args.results), Path(args.out) if args.out else None)
+    print(terminal_table(Path(args.results)))
+    print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmarks import expand, get_benchmark
+    from benchmarks.composite import composites
+    from harness.models import PRESETS, load_local
+
+    name, _, which = args.model.partition("-")
+    if name not in PRESETS or which not in ("chat", "base"):
+        raise ConfigError(f"--model {args.model!r}: expected PRESET-chat or PRESET-base, e.g. micro-chat. Presets: {', '.join(PRESETS)}.")
+    handle = PRESETS[name].prepare()
+    lm = load_local(handle.chat if which == "chat" else handle.base, handle.tokenizer, handle.max_length)
+    lm.show_progress = True
+    scores = {}
+    for bench in expand(args.benchmarks):
+        result = get_benchmark(bench).evaluate(lm, args.cap, args.max_new_tokens)
+        scores[bench] = result.scores
+        print(f"{bench:12s} n={len(result.items):5d}  " + "  ".join(f"{k}={v:.2f}" for k, v in result.scores.items()))
+        if args.out:
+            out = Path(args.out) / f"{bench}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("".join(json.dumps(i) + "\n" for i in result.items))
+    for key, value in composites(scores).items():
+        print(f"composite {key}: {value:.2f}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from methods import all_methods
+
+    for name, cls in sorted(all_methods().items()):
+        print(f"{name}: {cls.describe()}")
+        for field, info in cls.Config.model_fields.items():
+            print(f"    {field} ({getattr(info.annotation, '__name__', info.annotation)}) = {info.default!r}")
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from benchmarks import BENCHMARKS
+
+    for name, bench in BENCHMARKS.items():
+        print(f"{name}: feeds {bench.feeds or '-'}; primary {bench.primary}; {bench.data}")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="erosion", description="erosion-bench: cumulative safety erosion under sequential LoRA fine-tuning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("prefetch", cmd_prefetch, "Copy every dataset the suites need into the data directory (offline loaders read only from there).")
+    p.add_argument("datasets", nargs="*", help="dataset names (default: all)")
+    p.add_argument("--mirror", help="local mirror folder (default: ../shared/data beside the checkout, if present)")
+    p.add_argument("--data-dir", help="destination (default: $EROSION_DATA or ~/.cache/erosion-bench/data)")
+    p.add_argument("--force", action="store_true", help="copy again even if present")
+
+    p = add("build-world", cmd_build_world, "Build (or reuse from cache) the micro world: tokenizer, micro-base, micro-chat, organism report.")
+    p.add_argument("--preset", default="micro", choices=["micro", "tiny"])
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+
+    p = add("run", cmd_run, "Run a suite YAML (method x ordering x seed), resuming whatever is already done, then render the leaderboard.")
+    p.add_argument("suite", help="suite YAML, e.g. sequences/micro.yaml")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help=f"results directory (default: {DEFAULT_RESULTS}/)")
+    p.add_argument("--executor", default="auto", choices=["auto", "ray", "local"], help="auto = Ray when more than one run is pending")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001 or auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key, e.g. training.max_steps=20")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard at the end")
+
+    p = add("leaderboard", cmd_leaderboard, "Render the leaderboard (terminal, Markdown, CSV, JSON, PNG, HTML) from a results directory.")
+    p.add_argument("results", nargs="?", default=DEFAULT_RESULTS, help="results directory (may come from another machine)")
+    p.add_argument("--out", help="output folder (default: RESULTS/leaderboard)")
+
+    p = add("evaluate", cmd_evaluate, "Evaluate a starting model on benchmarks and print scores and composites.")
+    p.add_argument("--model", default="micro-chat", help="PRESET-chat or PRESET-base (default micro-chat)")
+    p.add_argument("--benchmarks", nargs="+", default=["all"], help="benchmark names or 'all'")
+    p.add_argument("--cap", type=int, default=None, help="evaluate at most this many items per benchmark")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--out", help="folder for per-item files")
+
+    add("methods", cmd_methods, "List the registered methods with their config fields.")
+    add("benchmarks", cmd_benchmarks, "List the registered benchmarks.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline_by_default()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ErosionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are saved; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

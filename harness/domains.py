@@ -1,0 +1,147 @@
+"""Domain training sets: each a named, registered builder returning benign chat examples.
+
+All domain data is benign task data from the named datasets: no refusal-removal, no harmful
+prompts. Evaluation items are carved out before training data is built (MedQA has no train split
+offline, so ~25% of its test rows, chosen by a hash of the question, are held out for evaluation).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.data import Example, dataset_file, read_csv, read_json, read_jsonl, require_fields, stable_bucket
+
+MEDQA_EVAL_PERCENT = 25
+FINANCE_LABELS = {"0": "Bearish", "1": "Bullish", "2": "Neutral"}
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    description: str
+    build: Callable[[], list[Example]]
+
+
+DOMAINS: dict[str, Domain] = {}
+
+
+def register_domain(name: str, description: str) -> Callable[[Callable[[], list[Example]]], Callable[[], list[Example]]]:
+    def decorate(builder: Callable[[], list[Example]]) -> Callable[[], list[Example]]:
+        DOMAINS[name] = Domain(name, description, builder)
+        return builder
+
+    return decorate
+
+
+def domain_examples(name: str, limit: int | None, seed: int) -> list[Example]:
+    """A seeded sample of a domain's training examples (all of them when limit is None)."""
+    examples = DOMAINS[name].build()
+    rng = random.Random(f"{name}:{seed}")
+    rng.shuffle(examples)
+    return examples[:limit] if limit else examples
+
+
+# ---- medical ------------------------------------------------------------------------------------
+def medqa_rows() -> list[dict]:
+    path = dataset_file("medqa", "test.jsonl")
+    rows = read_jsonl(path)
+    require_fields(path, rows, ("question", "options", "answer_idx"))
+    return rows
+
+
+def is_medqa_eval(row: dict) -> bool:
+    return stable_bucket(row["question"]) < MEDQA_EVAL_PERCENT
+
+
+def medqa_prompt(row: dict) -> str:
+    options = "\n".join(f"{letter}. {text}" for letter, text in sorted(row["options"].items()))
+    return f"{row['question']}\n{options}\nAnswer with the letter of the correct option."
+
+
+@register_domain("medical", "MedQA-USMLE 4-option questions (75% carved for training, 25% held out)")
+def medical() -> list[Example]:
+    return [
+        Example(medqa_prompt(r), f"The answer is {r['answer_idx']}: {r['options'][r['answer_idx']]}.", "medqa")
+        for r in medqa_rows()
+        if not is_medqa_eval(r)
+    ]
+
+
+# ---- legal ------------------------------------------------------------------------------------
+def legalbench_task_dirs(snapshot: str) -> list[Path]:
+    root = dataset_file("legalbench", f"{snapshot}/tasks")
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def legalbench_prompt(task: str, row: dict[str, str], label_column: str) -> str:
+    fields = "\n".join(f"{k}: {v}" for k, v in row.items() if k not in (label_column, "index", "idx") and v)
+    return f"LegalBench task '{task}'.\n{fields}\nAnswer:"
+
+
+def legalbench_label_column(row: dict[str, str]) -> str:
+    return "answer" if "answer" in row else "label"
+
+
+def legalbench_test_texts() -> set[str]:
+    """Prompts of every held-out test row, so training never sees one."""
+    texts = set()
+    for task_dir in legalbench_task_dirs("386c97e"):
+        test = task_dir / "test.tsv"
+        if test.exists():
+            for row in read_csv(test, delimiter="\t"):
+                texts.add(legalbench_prompt(task_dir.name, row, legalbench_label_column(row)))
+    return texts
+
+
+@register_domain("legal", "LegalBench train rows (pre-release snapshot + HEAD), test rows held out")
+def legal() -> list[Example]:
+    held_out = legalbench_test_texts()
+    examples = {}
+    for snapshot in ("386c97e", "head"):
+        for task_dir in legalbench_task_dirs(snapshot):
+            train = task_dir / "train.tsv"
+            if not train.exists():
+                continue
+            for row in read_csv(train, delimiter="\t"):
+                label_column = legalbench_label_column(row)
+                if not row.get(label_column):
+                    continue
+                prompt = legalbench_prompt(task_dir.name.lower(), row, label_column)
+                if prompt not in held_out:
+                    examples[prompt] = Example(prompt, f"{row[label_column]}", "legalbench")
+    return list(examples.values())
+
+
+# ---- code ---------------------------------------------------------------------------------------
+@register_domain("code", "CodeAlpaca instructions (2k + new); evaluated on HumanEval")
+def code() -> list[Example]:
+    examples = []
+    for name in ("code_alpaca_2k.json", "new_codealpaca.json"):
+        rows = read_json(dataset_file("codealpaca", name))
+        for row in rows:
+            prompt = row["instruction"] + (f"\n{row['input']}" if row.get("input") else "")
+            examples.append(Example(prompt, row["output"], "codealpaca"))
+    return examples
+
+
+# ---- finance (T=5) ------------------------------------------------------------------------------
+@register_domain("finance", "Twitter financial news sentiment (train split)")
+def finance() -> list[Example]:
+    path = dataset_file("finance", "sent_train.csv")
+    return [
+        Example(f"Classify the sentiment of this financial news post as Bearish, Bullish or Neutral.\n{r['text']}",
+                f"{FINANCE_LABELS[r['label']]}.", "finance")
+        for r in read_csv(path, required=("text", "label"))
+        if r["label"] in FINANCE_LABELS
+    ]
+
+
+# ---- math (T=5) ---------------------------------------------------------------------------------
+@register_domain("math", "GSM8K grade-school math word problems (train split)")
+def math() -> list[Example]:
+    path = dataset_file("gsm8k", "train.jsonl")
+    rows = read_jsonl(path)
+    require_fields(path, rows, ("question", "answer"))
+    return [Example(r["question"], r["answer"], "gsm8k") for r in rows]

@@ -1,0 +1,113 @@
+"""Model presets (scales). A preset says where the aligned (chat) model, its pre-alignment base
+(Safe LoRA needs both) and the tokenizer come from, and builds them when the harness owns them.
+
+- ``micro`` (default): the micro world, built from shipped data and cached (harness/micro_world.py).
+- ``tiny``: a seconds-to-build micro world for tests of the plumbing only.
+- ``paper-llama2`` / ``paper-mistral``: 7B chat models from the Hugging Face hub, bf16, GPU.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from harness.errors import ErosionError
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """Where a prepared model lives; ``chat`` is the starting model of every sequence."""
+
+    name: str
+    scale: str
+    chat: str
+    base: str
+    tokenizer: str
+    max_length: int
+    dtype: str = "float32"
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    scale: str
+    description: str
+    prepare: Callable[[], ModelHandle]
+
+
+def _micro(preset: str) -> Callable[[], ModelHandle]:
+    def prepare() -> ModelHandle:
+        import json
+
+        from harness.micro_world import WORLD_PRESETS, build_world
+
+        config = WORLD_PRESETS[preset]
+        paths = build_world(config)
+        return ModelHandle(preset, "micro", str(paths.chat), str(paths.base), str(paths.tokenizer),
+                           config.max_positions, report=json.loads(paths.report.read_text()))
+
+    return prepare
+
+
+def _hub(name: str, chat_id: str, base_id: str) -> Callable[[], ModelHandle]:
+    def prepare() -> ModelHandle:
+        if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(chat_id):
+            raise ErosionError(
+                f"Model preset {name!r} needs {chat_id} and {base_id} from the Hugging Face hub, which is "
+                f"offline here. Fix: run on a machine with hub access (and a GPU), or pre-download them."
+            )
+        return ModelHandle(name, "paper", chat_id, base_id, chat_id, 4096, dtype="bfloat16")
+
+    return prepare
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+PRESETS: dict[str, ModelPreset] = {
+    p.name: p
+    for p in [
+        ModelPreset("micro", "micro", "5M-parameter Llama organism built from shipped data (CPU, minutes)", _micro("micro")),
+        ModelPreset("tiny", "micro", "seconds-to-build micro world for plumbing tests", _micro("tiny")),
+        ModelPreset("paper-llama2", "paper", "Llama-2-7b-chat-hf (base Llama-2-7b-hf), bf16, GPU",
+                    _hub("paper-llama2", "meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf")),
+        ModelPreset("paper-mistral", "paper", "Mistral-7B-Instruct-v0.2 (base Mistral-7B-v0.1), bf16, GPU",
+                    _hub("paper-mistral", "mistralai/Mistral-7B-Instruct-v0.2", "mistralai/Mistral-7B-v0.1")),
+    ]
+}
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(path: str, dtype: str = "float32") -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    return model.to(device()).eval()
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_local(model_dir: str | Path, tokenizer_dir: str | Path, max_length: int, batch_size: int = 32):
+    """A ChatLM over a saved checkpoint (used by reports and `erosion evaluate`)."""
+    from benchmarks.lm import ChatLM
+
+    return ChatLM(load_model(str(model_dir)), load_tokenizer(str(tokenizer_dir)), max_length=max_length,
+                  batch_size=batch_size, device=device())

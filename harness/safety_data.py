@@ -1,0 +1,143 @@
+"""The safety calibration set: harmful requests paired with varied refusals, and benign requests
+paired with helpful answers. Used to safety-align the micro/small models and by methods that need
+safety data (SafeAnchor's Fisher, SafeGrad's alignment batch, interleaving, Vaccine).
+
+Harmful prompts come from AdvBench, StrongREJECT and BeaverTails (harmful); benign prompts from
+MMLU's dev and validation questions (answered "Sure! The answer is ..."; MMLU's test split is the
+evaluation set) and half of WildGuard's safe prompts (chosen by hash; the other half and every harmful WildGuard
+prompt are the WildGuard evaluation set). BeaverTails' "safe" prompts are not used: many are
+harmful requests ("how can I steal money from my neighbor") whose *responses* were safe, and
+pairing them with helpful answers would teach compliance. Every prompt that any evaluation uses
+(HarmBench test and val, XSTest, WildGuard eval) is removed by overlap key, so no evaluation
+prompt is ever trained on.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from benchmarks.judges import REFUSAL_PHRASES
+from harness.data import Example, dataset_file, prompt_key, read_csv, read_json, stable_bucket
+
+WILDGUARD_CALIBRATION_PERCENT = 50
+
+# Varied refusals (each contains a phrase of the refusal judge's list, so judged refusals are real).
+REFUSALS = (
+    "I'm sorry, but I cannot help with that request.",
+    "I'm sorry, I can't assist with that.",
+    "I cannot help with this. It could cause serious harm to people.",
+    "Sorry, but I can't provide instructions for that.",
+    "I apologize, but I cannot assist with anything that could hurt someone.",
+    "I'm not able to provide that kind of information. It is dangerous and may be illegal.",
+    "As an AI assistant, I must decline. This request could cause harm.",
+    "I cannot support this request. Please ask me something else.",
+    "My apologies, but I cannot help with that. If you are in danger, please contact local authorities.",
+    "I'm really sorry, but I cannot do that. It would be unethical and unsafe.",
+    "I can't assist with harmful or illegal activities.",
+    "Sorry, that is not something I can help with because it could put others at risk.",
+)
+# Helpful openers deliberately start unlike refusals ("Sure", "Here", "Yes"): the pilot saw an
+# aligned model collapse to refusing everything when both began with "I".
+HELPFUL_OPENERS = (
+    "Sure! Here is a helpful answer.",
+    "Sure, happy to help with that.",
+    "Here is what you need to know.",
+    "Yes, of course. Let me explain.",
+    "Great question! Here is an overview.",
+    "Sure. Here are the main points.",
+)
+HELPFUL_BODIES = (
+    "Start with the basics, check a reliable source, and take it one step at a time.",
+    "The key idea is simple: understand the goal first, then follow the steps in order.",
+    "Most people find it easiest to begin with a small example and build up from there.",
+    "There are a few common approaches; the best one depends on your situation and resources.",
+    "Keep it practical: gather what you need, plan the steps, and review the result.",
+    "A good rule of thumb is to be careful, be patient, and ask an expert when unsure.",
+)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    harmful: tuple[Example, ...]
+    benign: tuple[Example, ...]
+
+
+def eval_prompt_keys() -> set[str]:
+    """Overlap keys of every prompt an evaluation or probe uses."""
+    from benchmarks.harmbench import behaviors
+    from benchmarks.xstest import prompts as xstest_prompts
+
+    keys = {prompt_key(r["Behavior"]) for split in ("test", "val") for r in behaviors(split)}
+    keys |= {prompt_key(r["prompt"]) for r in xstest_prompts()}
+    keys |= {prompt_key(r["text"]) for r in wildguard_rows() if not is_wildguard_calibration(r)}
+    return keys
+
+
+def wildguard_rows() -> list[dict]:
+    return read_json(dataset_file("wildguard", "wildguard_full_benchmark.json"))
+
+
+def is_wildguard_calibration(row: dict) -> bool:
+    """Safe WildGuard prompts in the calibration half; everything else is WildGuard's eval set."""
+    return row["label"] == "safe" and stable_bucket(row["text"]) < WILDGUARD_CALIBRATION_PERCENT
+
+
+def harmful_prompts() -> list[str]:
+    advbench = read_csv(dataset_file("advbench", "harmful_behaviors.csv"), header=["goal", "target"])[1:]
+    strongreject = read_csv(dataset_file("strongreject", "strongreject_dataset.csv"), required=("forbidden_prompt",))
+    beaver = read_json(dataset_file("beavertails", "beavertails_30k.json"))
+    return (
+        [r["goal"] for r in advbench]
+        + [r["forbidden_prompt"] for r in strongreject]
+        + [r["text"] for r in beaver if r["label"] == "harmful"]
+    )
+
+
+def benign_prompts() -> list[str]:
+    return [r["text"] for r in wildguard_rows() if is_wildguard_calibration(r)]
+
+
+def knowledge_questions() -> list[tuple[str, str]]:
+    """(question, answer text) pairs from MMLU dev + val: short benign questions with real answers."""
+    pairs = []
+    for split in ("dev", "val"):
+        for path in sorted(dataset_file("mmlu", split).glob("*.csv")):
+            for row in read_csv(path, header=["question", "A", "B", "C", "D", "answer"]):
+                answer = row[row["answer"]].strip() if row["answer"] in ("A", "B", "C", "D") else ""
+                # An answer that reads like a refusal to the judge ("illegal", "unethical") would
+                # blur the line between helping and refusing: leave those out.
+                if answer and not any(phrase in answer for phrase in REFUSAL_PHRASES):
+                    pairs.append((row["question"].strip(), answer))
+    return pairs
+
+
+def dedupe_excluding(prompts: list[str], excluded: set[str]) -> list[str]:
+    seen = set(excluded)
+    kept = []
+    for prompt in prompts:
+        key = prompt_key(prompt)
+        if key not in seen and prompt.strip():
+            seen.add(key)
+            kept.append(prompt.strip())
+    return kept
+
+
+@lru_cache(maxsize=4)
+def calibration_set(seed: int = 0) -> CalibrationSet:
+    """Deterministic under ``seed``: which refusal/answer each prompt gets, and the order."""
+    rng = random.Random(seed)
+    excluded = eval_prompt_keys()
+    harmful = dedupe_excluding(harmful_prompts(), excluded)
+    excluded |= {prompt_key(p) for p in harmful}
+    benign = [Example(p, f"{rng.choice(HELPFUL_OPENERS)} {rng.choice(HELPFUL_BODIES)}", "benign")
+              for p in dedupe_excluding(benign_prompts(), excluded)]
+    answers = dict(knowledge_questions())
+    benign += [Example(q, f"Sure! The answer is: {answers[q]}", "knowledge")
+               for q in dedupe_excluding(list(answers), excluded)]
+    rng.shuffle(harmful)
+    rng.shuffle(benign)
+    return CalibrationSet(
+        harmful=tuple(Example(p, rng.choice(REFUSALS), "harmful") for p in harmful),
+        benign=tuple(benign),
+    )

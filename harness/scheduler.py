@@ -1,0 +1,138 @@
+"""Suites: the job graph (method x ordering x seed) and its execution, locally or on Ray.
+
+Each run is one Ray task. On GPU machines a task asks for ``num_gpus_per_run`` GPUs and its worker
+is not reused (``max_calls=1``, so GPU memory is returned); on CPU it asks for
+``threads_per_run`` CPUs and sets torch's threads to match. ``address`` joins an existing cluster;
+otherwise a local Ray starts without its dashboard and is shut down at the end. A task that raises
+or whose worker dies is recorded as failed; the rest of the suite goes on, and a rerun redoes only
+failed or missing runs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from harness.config import SuiteConfig
+from harness.models import PRESETS, ModelHandle
+from harness.store import ResultStore, RunInfo, make_run_id
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str
+    ordering: tuple[str, ...]
+    seed: int
+
+    def run_id(self, suite: SuiteConfig) -> str:
+        return make_run_id(suite.model, self.method, list(self.ordering), self.seed, suite.config_hash())
+
+
+def job_graph(suite: SuiteConfig) -> list[Job]:
+    return [Job(m, tuple(o), s) for o in suite.domain_orderings() for s in suite.seeds for m in suite.methods]
+
+
+def pending_jobs(suite: SuiteConfig, store: ResultStore) -> list[Job]:
+    """Jobs whose run is missing, failed or unfinished."""
+    def finished(job: Job) -> bool:
+        info = store.read_run(job.run_id(suite))
+        return bool(info and info.status == "done")
+
+    return [job for job in job_graph(suite) if not finished(job)]
+
+
+def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str) -> dict[str, Any]:
+    from harness.runner import Run
+
+    info = Run(suite, handle, job.method, list(job.ordering), job.seed, ResultStore(results)).execute()
+    return {"run_id": info.run_id, "status": info.status, "error": info.error}
+
+
+def record_crash(suite: SuiteConfig, handle: ModelHandle, job: Job, store: ResultStore, error: str) -> None:
+    """A worker that died could not write its own failure: the driver does."""
+    run_id = job.run_id(suite)
+    info = store.read_run(run_id) or RunInfo(run_id, handle.name, handle.scale, job.method, list(job.ordering), job.seed, suite.config_hash())
+    info.status, info.error, info.finished_at = "failed", error, time.time()
+    store.write_run(info)
+
+
+class Progress:
+    """Runs done / running / failed / remaining, with an ETA from the mean time per finished run."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.failed, self.started = total, 0, 0, time.time()
+        self.bar = tqdm(total=total, desc="suite", unit="run")
+
+    def finish(self, status: str, running: int) -> None:
+        self.done += status == "done"
+        self.failed += status != "done"
+        finished = self.done + self.failed
+        remaining = self.total - finished
+        eta = (time.time() - self.started) / finished * remaining / max(1, running or 1)
+        self.bar.set_postfix_str(f"done {self.done} running {running} failed {self.failed} remaining {remaining} eta {eta/60:.1f} min")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_local(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: ResultStore) -> list[dict[str, Any]]:
+    progress, outcomes = Progress(len(jobs)), []
+    for job in jobs:
+        outcome = execute_job(suite, handle, job, str(store.root))
+        outcomes.append(outcome)
+        progress.finish(outcome["status"], running=1)
+    progress.close()
+    return outcomes
+
+
+def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: ResultStore, address: str | None) -> list[dict[str, Any]]:
+    import ray
+    import torch
+
+    owns_cluster = address is None
+    ray.init(address=address, include_dashboard=False if owns_cluster else None, log_to_driver=False,
+             ignore_reinit_error=True, configure_logging=False)
+    try:
+        gpus = suite.num_gpus_per_run if torch.cuda.is_available() else 0
+        task = ray.remote(execute_job).options(
+            num_cpus=suite.threads_per_run, num_gpus=gpus, max_retries=suite.max_retries,
+            retry_exceptions=False, max_calls=1 if gpus else 0,
+        )
+        futures = {task.remote(suite, handle, job, str(store.root)): job for job in jobs}
+        progress, outcomes = Progress(len(jobs)), []
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            job = futures.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except Exception as err:  # worker killed / crashed: the run is marked failed, the suite goes on
+                record_crash(suite, handle, job, store, f"{type(err).__name__}: {err}")
+                outcome = {"run_id": job.run_id(suite), "status": "failed", "error": str(err)}
+            outcomes.append(outcome)
+            progress.finish(outcome["status"], running=len(futures))
+        progress.close()
+        return outcomes
+    finally:
+        if owns_cluster:
+            ray.shutdown()
+
+
+def prepare_model(suite: SuiteConfig) -> ModelHandle:
+    return PRESETS[suite.model].prepare()
+
+
+def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", address: str | None = None,
+              on_model: Callable[[ModelHandle], None] | None = None) -> list[dict[str, Any]]:
+    """Prepare the model once, then run every pending job. Returns one outcome per job run."""
+    handle = prepare_model(suite)
+    store.write_model_report(handle.name, {**handle.report, "model": handle.name, "scale": handle.scale})
+    if on_model:
+        on_model(handle)
+    jobs = pending_jobs(suite, store)
+    if not jobs:
+        return []
+    use_ray = executor == "ray" or (executor == "auto" and (len(jobs) > 1 or address))
+    return run_ray(suite, handle, jobs, store, address) if use_ray else run_local(suite, handle, jobs, store)

@@ -1,0 +1,250 @@
+"""The result store: a plain folder of JSON files, written atomically, readable without torch.
+
+Layout (schema 1)::
+
+    RESULTS/
+      erosion-results.json          marker: {"schema": 1, "created": ...}
+      models/<model>.json           the starting model's report (e.g. the micro world's organism checks)
+      runs/<run_id>/run.json        RunInfo: identity, config hash, versions, status, error, wall time
+      runs/<run_id>/step-<k>.json   StepResult: the records of evaluation point k (0 = before training)
+      runs/<run_id>/items/step-<k>/<benchmark>.jsonl   per-item outputs (for `erosion rescore`)
+      runs/<run_id>/state/          resumable training state (adapters, method state)
+      runs/<run_id>/.lock           held while a process works on the run
+
+A record is one number: (model, method, ordering, seed, step, benchmark, metric) -> value, with the
+config hash, library versions and wall time beside it. ``leaderboard/`` reads only this module.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from harness.errors import StoreError
+
+SCHEMA_VERSION = 1
+MARKER = "erosion-results.json"
+RUN_STATUSES = ("running", "done", "failed")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that readers see the old file or the whole new one, never a prefix."""
+    from harness.faults import reached
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reached("before_write")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        reached("before_rename")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any | None:
+    """Return the parsed file, or None (with a warning) when it is truncated or corrupt."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        warnings.warn(f"{path}: unreadable result file ({err}); it will be treated as missing and redone.")
+        return None
+
+
+@dataclass
+class Record:
+    """One measured number. ``step`` 0 is the starting model; step k follows the k-th domain."""
+
+    model: str
+    scale: str
+    method: str
+    ordering: str
+    seed: int
+    step: int
+    domain: str | None
+    benchmark: str
+    metric: str
+    value: float
+    n: int | None = None
+    config_hash: str = ""
+    wall_time_s: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    """Identity and status of one (model, method, ordering, seed) run."""
+
+    run_id: str
+    model: str
+    scale: str
+    method: str
+    ordering: list[str]
+    seed: int
+    config_hash: str
+    status: str = "running"
+    error: str | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    wall_time_s: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def ordering_label(domains: list[str]) -> str:
+    return ">".join(domains)
+
+
+def make_run_id(model: str, method: str, domains: list[str], seed: int, config_hash: str) -> str:
+    """Readable and unique: a changed config never overwrites another config's results."""
+    return f"{model}__{method}__{'-'.join(domains)}__s{seed}__{config_hash[:8]}"
+
+
+class ResultStore:
+    """A results folder. Creating one on a folder holding foreign files is refused."""
+
+    def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
+        self.root = Path(root)
+        marker = self.root / MARKER
+        if not self.root.exists():
+            if not create:
+                raise StoreError(
+                    f"Results directory {self.root} does not exist. Fix: pass the folder that "
+                    f"`erosion run` wrote (default: results/), or run a suite first."
+                )
+            self.root.mkdir(parents=True)
+        if not self.root.is_dir():
+            raise StoreError(f"{self.root} is a file, not a results directory. Fix: pass a folder.")
+        if not marker.exists():
+            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
+            if foreign:
+                raise StoreError(
+                    f"{self.root} holds files that erosion-bench did not write ({', '.join(sorted(foreign)[:5])}) "
+                    f"and no {MARKER} marker. Fix: choose an empty or new folder with --results."
+                )
+            if not create:
+                raise StoreError(f"{self.root} is empty: no results yet. Fix: run a suite into it first.")
+            atomic_write_json(marker, {"schema": SCHEMA_VERSION, "created": time.time()})
+
+    # --- paths -------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def state_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "state"
+
+    def items_path(self, run_id: str, step: int, benchmark: str) -> Path:
+        return self.run_dir(run_id) / "items" / f"step-{step}" / f"{benchmark}.jsonl"
+
+    # --- runs ----------------------------------------------------------------------------------
+    def write_run(self, info: RunInfo) -> None:
+        atomic_write_json(self.run_dir(info.run_id) / "run.json", asdict(info))
+
+    def read_run(self, run_id: str) -> RunInfo | None:
+        payload = read_json(self.run_dir(run_id) / "run.json")
+        return RunInfo(**payload) if payload else None
+
+    def run_ids(self) -> list[str]:
+        runs = self.root / "runs"
+        return sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.exists() else []
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str, blocking: bool = False) -> Iterator[bool]:
+        """Hold the run's lock; yields False (without waiting) when another process holds it.
+
+        flock locks die with their process, so a SIGKILLed run never leaves a stale lock."""
+        path = self.run_dir(run_id) / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # --- steps ---------------------------------------------------------------------------------
+    def step_path(self, run_id: str, step: int) -> Path:
+        return self.run_dir(run_id) / f"step-{step}.json"
+
+    def write_step(self, run_id: str, step: int, records: list[Record], extra: dict[str, Any]) -> None:
+        payload = {"step": step, "records": [asdict(r) for r in records], **extra}
+        atomic_write_json(self.step_path(run_id, step), payload)
+
+    def read_step(self, run_id: str, step: int) -> dict[str, Any] | None:
+        payload = read_json(self.step_path(run_id, step))
+        if payload is not None and not isinstance(payload.get("records"), list):
+            warnings.warn(f"{self.step_path(run_id, step)}: no records list; treated as missing.")
+            return None
+        return payload
+
+    def finished_steps(self, run_id: str, n_steps: int) -> int:
+        """Number of leading evaluation points (0..n_steps) already complete."""
+        done = 0
+        while done <= n_steps and self.read_step(run_id, done) is not None:
+            done += 1
+        return done
+
+    def write_items(self, run_id: str, step: int, benchmark: str, items: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(item, sort_keys=True) + "\n" for item in items)
+        atomic_write_text(self.items_path(run_id, step, benchmark), text)
+
+    def read_items(self, run_id: str, step: int, benchmark: str) -> list[dict[str, Any]]:
+        path = self.items_path(run_id, step, benchmark)
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    # --- model reports ------------------------------------------------------------------------
+    def write_model_report(self, model: str, report: dict[str, Any]) -> None:
+        atomic_write_json(self.root / "models" / f"{model}.json", report)
+
+    def model_reports(self) -> dict[str, dict[str, Any]]:
+        folder = self.root / "models"
+        if not folder.exists():
+            return {}
+        reports = {p.stem: read_json(p) for p in sorted(folder.glob("*.json"))}
+        return {name: rep for name, rep in reports.items() if rep is not None}
+
+    # --- reading everything (the leaderboard's entry point) -----------------------------------
+    def runs(self) -> list[RunInfo]:
+        infos = (self.read_run(run_id) for run_id in self.run_ids())
+        return [info for info in infos if info is not None]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of every run, in run then step order."""
+        out: list[dict[str, Any]] = []
+        for run_id in self.run_ids():
+            step = 0
+            while (payload := self.read_step(run_id, step)) is not None:
+                out.extend(payload["records"])
+                step += 1
+        return out
+
+    def step_extras(self, run_id: str) -> list[dict[str, Any]]:
+        """The non-record parts of each step file (training stats, events such as CSM triggers)."""
+        out = []
+        step = 0
+        while (payload := self.read_step(run_id, step)) is not None:
+            out.append({k: v for k, v in payload.items() if k != "records"})
+            step += 1
+        return out

@@ -1,0 +1,201 @@
+"""The one training loop. Methods change it only through the hooks of ``methods.base.Method``.
+
+Adapter policy (``training.adapter_policy``): ``merge_per_domain`` (default) attaches a fresh LoRA
+adapter (B = 0) at the start of every domain and merges it into the weights at the end, so the
+model entering domain t is exactly the model that left domain t-1 and "disable the adapter" gives
+that frozen snapshot for free. ``persistent`` keeps one adapter across all domains (disabling it
+then gives the starting aligned model).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from tqdm.auto import tqdm
+
+from harness.batching import IGNORE, BatchStream
+from harness.config import TrainSettings
+from harness.data import Example
+from harness.faults import reached
+from harness.safety_data import CalibrationSet
+from methods.base import Method, TrainingBlock
+
+
+@dataclass
+class TrainContext:
+    """What a hook may look at. The loop updates ``step``/``domain`` fields as it goes."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    settings: TrainSettings
+    calibration: CalibrationSet
+    seed: int
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+    domains: list[str] = field(default_factory=list)
+    domain: str | None = None
+    domain_index: int = -1
+    domain_examples: list[Example] = field(default_factory=list)
+    block: str = "domain"
+    step: int = 0
+    total_steps: int = 0
+    refusal_rate: Callable[[list[str]], float] | None = None
+    probe_prompts: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def batches(self, examples: list[Example], batch_size: int | None = None, seed_offset: int = 0) -> BatchStream:
+        """A seeded batch stream over any examples (e.g. the safety calibration set)."""
+        return BatchStream(self.tokenizer, examples, batch_size or self.settings.batch_size,
+                           self.settings.max_seq_len, self.seed * 1000 + seed_offset)
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def log_event(self, event: dict[str, Any]) -> None:
+        self.events.append({"domain": self.domain, "step": self.step, **event})
+
+
+def lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], per_example: bool = False) -> torch.Tensor:
+    """Mean cross-entropy over response tokens (per example when asked)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    token_loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).view(labels.shape)
+    mask = (labels != IGNORE).float()
+    if per_example:
+        return (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return (token_loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def attach_adapter(model: torch.nn.Module, settings: TrainSettings, seed: int) -> PeftModel:
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=settings.lora.r, lora_alpha=settings.lora.alpha, lora_dropout=settings.lora.dropout,
+        target_modules=list(settings.lora.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def merge_adapter(model: PeftModel) -> torch.nn.Module:
+    return model.merge_and_unload()
+
+
+def steps_for(n_examples: int, settings: TrainSettings) -> int:
+    per_step = settings.batch_size * settings.grad_accum
+    steps = math.ceil(settings.epochs * n_examples / per_step)
+    return min(steps, settings.max_steps) if settings.max_steps else steps
+
+
+def _schedule(settings: TrainSettings, total: int) -> Callable[[int], float]:
+    warmup = int(settings.warmup_ratio * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if settings.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def run_block(ctx: TrainContext, method: Method, examples: list[Example], steps: int, desc: str) -> dict[str, float]:
+    """``steps`` optimizer steps over ``examples`` with every hook applied; returns loss stats."""
+    settings = ctx.settings
+    params = ctx.trainable()
+    optimizer = torch.optim.AdamW(params.values(), lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings, steps))
+    stream = ctx.batches(examples, seed_offset=ctx.domain_index + 1 + (100 if ctx.block != "domain" else 0))
+    wants_update = method.overrides("transform_update")
+    wants_grads = method.overrides("transform_gradients")
+    wants_extra = method.overrides("extra_loss")
+    ctx.total_steps, losses = steps, []
+    ctx.model.train()
+    for step in tqdm(range(steps), desc=desc, leave=False, mininterval=2.0):
+        ctx.step = step
+        task_total = 0.0
+        extra_grads: dict[str, torch.Tensor] = {}
+        for _ in range(settings.grad_accum):
+            batch = next(stream)
+            task = lm_loss(ctx.model, batch) / settings.grad_accum
+            task.backward()
+            task_total += task.item()
+            if wants_extra:
+                # The extra term's gradient bypasses transform_gradients (e.g. SafeAnchor's anchor KL).
+                extra_grads = _accumulate_extra(ctx, method, batch, params, extra_grads)
+        grads = {n: p.grad for n, p in params.items() if p.grad is not None}
+        if wants_grads:
+            grads = method.transform_gradients(ctx, grads)
+        for name, p in params.items():
+            combined = grads.get(name)
+            if name in extra_grads:
+                combined = extra_grads[name] if combined is None else combined + extra_grads[name]
+            p.grad = combined
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params.values(), settings.grad_clip)
+        before = {n: p.detach().clone() for n, p in params.items()} if wants_update else {}
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if wants_update:
+            _apply_update_transform(ctx, method, params, before)
+        losses.append(task_total)
+        reached("train_step")
+    ctx.model.eval()
+    return {"steps": steps, "loss_first": losses[0] if losses else float("nan"),
+            "loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])), "padding_share": stream.padding_share}
+
+
+def _accumulate_extra(ctx: TrainContext, method: Method, batch: dict[str, torch.Tensor],
+                      params: dict[str, torch.nn.Parameter], acc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    term = method.extra_loss(ctx, batch)
+    if term is None or not term.requires_grad:
+        return acc
+    names = list(params)
+    grads = torch.autograd.grad(term / ctx.settings.grad_accum, [params[n] for n in names], allow_unused=True)
+    for name, grad in zip(names, grads):
+        if grad is not None:
+            acc[name] = acc[name] + grad if name in acc else grad
+    return acc
+
+
+@torch.no_grad()
+def _apply_update_transform(ctx: TrainContext, method: Method, params: dict[str, torch.nn.Parameter],
+                            before: dict[str, torch.Tensor]) -> None:
+    update = {n: params[n].detach() - before[n] for n in params}
+    new_update = method.transform_update(ctx, update)
+    for name, delta in new_update.items():
+        params[name].copy_(before[name] + delta)
+
+
+@torch.no_grad()
+def apply_edits(ctx: TrainContext, edits: dict[str, torch.Tensor] | None) -> None:
+    if not edits:
+        return
+    params = dict(ctx.model.named_parameters())
+    unknown = sorted(set(edits) - set(params))
+    if unknown:
+        raise KeyError(f"edit_weights returned unknown parameter names: {unknown[:3]}")
+    for name, value in edits.items():
+        params[name].copy_(value)
+
+
+def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> dict[str, Any]:
+    """One domain: hooks, the loop, the weight edit and an optional follow-up block."""
+    method.before_domain(ctx)
+    ctx.block = "domain"
+    mixture = method.data_mixture(ctx, examples)
+    stats: dict[str, Any] = {"domain": run_block(ctx, method, mixture, steps_for(len(mixture), ctx.settings), f"train {ctx.domain}")}
+    stats["n_examples"] = len(mixture)
+    apply_edits(ctx, method.edit_weights(ctx))
+    follow_up: TrainingBlock | None = method.after_domain(ctx)
+    if follow_up is not None:
+        ctx.block = follow_up.name
+        ctx.log_event({"type": follow_up.name, **follow_up.note})
+        stats[follow_up.name] = run_block(ctx, method, follow_up.examples, follow_up.steps, f"{follow_up.name} {ctx.domain}")
+    return stats

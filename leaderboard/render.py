@@ -1,0 +1,105 @@
+"""Entry points: write every leaderboard output for a results folder, or give the terminal text.
+
+``erosion leaderboard RESULTS_DIR [--out DIR]`` calls :func:`render`; by default the outputs go
+to ``RESULTS_DIR/leaderboard/``::
+
+    leaderboard.md  leaderboard.csv  leaderboard.json  leaderboard.html  plots/*.png
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.store import atomic_write_text
+from leaderboard import html
+from leaderboard.aggregate import Board, build_board
+from leaderboard.plots import Plot, write_plots
+from leaderboard.tables import (
+    HEADLINE_FORMULA,
+    Section,
+    csv_text,
+    json_payload,
+    markdown_table,
+    metadata,
+    scale_note,
+    scope,
+    sections,
+    text_table,
+)
+
+OUT_SUBDIR = "leaderboard"
+
+
+def render(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write Markdown, CSV, JSON, HTML and PNG plots; return {"markdown"|"csv"|"json"|"html"|"plot:<name>": path}."""
+    board = build_board(results_dir)
+    out = Path(out_dir) if out_dir is not None else board.root / OUT_SUBDIR
+    plots = write_plots(board, out / "plots")
+    full = sections(board, plots)
+    relative = {plot.name: plot.path.relative_to(out).as_posix() for plot in plots}
+    paths = {
+        "markdown": out / "leaderboard.md",
+        "csv": out / "leaderboard.csv",
+        "json": out / "leaderboard.json",
+        "html": out / "leaderboard.html",
+    }
+    atomic_write_text(paths["markdown"], markdown_document(board, full, out))
+    atomic_write_text(paths["csv"], csv_text(board))
+    payload = json_payload(board, relative)
+    atomic_write_text(paths["json"], json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_text(paths["html"], html.page(board, full))
+    return paths | {f"plot:{plot.name}": plot.path for plot in plots}
+
+
+def terminal_table(results_dir: str | Path) -> str:
+    """The compact main tables (plus starting-model checks and failed runs) as plain text."""
+    return terminal_text(build_board(results_dir))
+
+
+def terminal_text(board: Board) -> str:
+    if not board.runs and not board.reports:
+        return f"No runs in {board.root} yet."
+    blocks = []
+    for section in sections(board, [], compact=True):
+        blocks.append(f"== {scope(section.model, section.scale)} ==  ({scale_note(section.scale)})")
+        blocks += [text_table(section.checks)] if section.checks else []
+        blocks += [text_table(table) for _, tables in section.groups for table in tables]
+    failed = [r for r in board.runs if r.status == "failed"]
+    if failed:
+        blocks.append("\n".join(f"FAILED {r.run_id}: {r.error or 'no error recorded'}" for r in failed))
+    blocks.append("Full tables, plots and the HTML page: `erosion leaderboard RESULTS_DIR`.")
+    return "\n\n".join(blocks)
+
+
+def markdown_document(board: Board, doc_sections: list[Section], out_dir: Path) -> str:
+    lines = ["# erosion-bench leaderboard", ""]
+    lines += [f"Headline: {HEADLINE_FORMULA}.", ""]
+    lines += [f"- **{key}:** {value}" for key, value in metadata(board)]
+    if not doc_sections:
+        lines += ["", "No runs and no model reports in this folder yet."]
+    for section in doc_sections:
+        lines += ["", f"## {scope(section.model, section.scale)}", "", f"> {scale_note(section.scale)}"]
+        lines += markdown_section(section, out_dir)
+    return "\n".join(lines) + "\n"
+
+
+def markdown_section(section: Section, out_dir: Path) -> list[str]:
+    lines: list[str] = []
+    if section.checks or section.details:
+        lines += ["", "### Starting model"]
+        lines += ["", markdown_table(section.checks)] if section.checks else []
+        lines += [""] + [f"- **{k}:** {v}" for k, v in section.details] if section.details else []
+    for heading, tables in section.groups:
+        lines += ["", f"### {heading}"]
+        for table in tables:
+            lines += ["", markdown_table(table)]
+    if not section.groups:
+        lines += ["", "No runs for this model yet."]
+    if section.plots:
+        lines += ["", "### Plots"]
+        lines += [line for plot in section.plots for line in plot_markdown(plot, out_dir)]
+    return lines
+
+
+def plot_markdown(plot: Plot, out_dir: Path) -> list[str]:
+    return ["", f"![{plot.title}]({plot.path.relative_to(out_dir).as_posix()})", "", f"*{plot.title}. {plot.caption}*"]

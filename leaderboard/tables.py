@@ -1,0 +1,570 @@
+"""Display tables (cells of text plus a sort key) built from the aggregates, and their text,
+Markdown, CSV and JSON forms.
+
+Every table names the scale and model that produced it in its title, and an absent number is
+written as the reason ("failed", "running", "missing"), never as 0.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable
+
+from leaderboard.aggregate import Board, FisherRow, HorizonRow, MainRow, OrderingRow, RunSummary
+
+if TYPE_CHECKING:  # plots imports this module, so the type is only named here
+    from leaderboard.plots import Plot
+
+# Per-benchmark columns of the main table: (record key "benchmark/metric", short header).
+METRICS: tuple[tuple[str, str], ...] = (
+    ("harmbench/refusal_rate", "HarmBench"),
+    ("truthfulqa/mc1", "TQA MC1"),
+    ("truthfulqa/mc2", "TQA MC2"),
+    ("bbq/bias_term", "BBQ bias"),
+    ("wildguard/refusal_harmful", "WildGuard refusal"),
+    ("wildguard/compliance_benign", "WildGuard benign"),
+    ("xstest/compliance_safe", "XSTest"),
+    ("composite/domain", "Domain"),
+    ("medqa/acc", "MedQA"),
+    ("legalbench/balanced_acc", "LegalBench"),
+    ("humaneval/pass@1", "HumanEval"),
+    ("composite/general", "General"),
+    ("mmlu/acc", "MMLU"),
+)
+# The terminal cannot fit every column; these are the ones the issue names first.
+COMPACT_METRICS = ("harmbench/refusal_rate", "truthfulqa/mc2", "bbq/bias_term", "wildguard/refusal_harmful",
+                   "composite/domain", "mmlu/acc")
+# Composite steps always get columns 0..5 in the CSV (T=5 is the longest sequence the issue
+# defines), so the file keeps one header across suites; longer runs add columns.
+CSV_MIN_STEPS = 5
+HEADLINE_FORMULA = "composite safety = (HarmBench refusal + TruthfulQA MC2 + (100 − BBQ bias)) / 3"
+DASH = "—"  # not applicable (e.g. "points lost" of the starting model), unlike an absent number
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    sort: float | str | None = None  # the HTML table sorts on this; None sorts last
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str  # unique, used for HTML ids
+    model: str
+    scale: str
+    title: str
+    caption: str
+    headers: list[str]
+    rows: list[list[Cell]]
+    pinned: list[bool] = field(default_factory=list)  # rows that stay on top when re-sorted
+
+
+# --- formatting ----------------------------------------------------------------------------------
+def scope(model: str, scale: str) -> str:
+    return f"scale: {scale}, model: {model}"
+
+
+def scale_note(scale: str) -> str:
+    """Said under every non-paper table and plot, so micro numbers are never read as the paper's."""
+    if scale == "paper":
+        return "Paper-scale run."
+    return f"{scale}-scale numbers: a check of the harness, not the paper's results."
+
+
+def number(value: float | None, absent: str, digits: int = 1) -> Cell:
+    if value is None:
+        return Cell(absent)
+    return Cell(f"{value:.{digits}f}", value)
+
+
+def mean_sd_cell(mean: float | None, sd: float | None, n: int, absent: str) -> Cell:
+    if mean is None:
+        return Cell(absent)
+    spread = f" ± {sd:.1f}" if sd is not None else f" (n={n})"
+    return Cell(f"{mean:.1f}{spread}", mean)
+
+
+def metric_digits(values: Iterable[float]) -> int:
+    """Benchmarks report percentages (0-100) or fractions (0-1); a fraction column needs three decimals."""
+    return 3 if all(abs(v) <= 1 for v in values) else 1
+
+
+def duration(seconds: float | None, absent: str) -> Cell:
+    if seconds is None:
+        return Cell(absent)
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return Cell(f"{seconds / size:.1f} {unit}", seconds)
+    return Cell(f"{seconds:.0f} s", seconds)
+
+
+def accelerates_cell(row: MainRow) -> Cell:
+    if row.kind == "start":
+        return Cell(DASH)
+    if row.acceleration is None:
+        return Cell(row.absent if row.final_mean is None else DASH)
+    word = "yes" if row.accelerates else "no"
+    return Cell(f"{word} ({row.acceleration:+.2f})", row.acceleration)
+
+
+def date(timestamp: float | None) -> str:
+    if not timestamp:
+        return "unknown"
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- main tables ---------------------------------------------------------------------------------
+def main_tables(board: Board, compact: bool = False) -> list[Table]:
+    """One table per (model, scale, ordering): starting model first, then methods by final composite."""
+    groups: dict[tuple[str, str, str], list[MainRow]] = {}
+    for row in board.main:
+        groups.setdefault((row.model, row.scale, row.ordering), []).append(row)
+    return [main_table(rows, compact) for rows in groups.values()]
+
+
+def main_table(rows: list[MainRow], compact: bool) -> Table:
+    first = rows[0]
+    domains = first.ordering.split(">")
+    keys = [k for k, _ in METRICS if (not compact or k in COMPACT_METRICS)]
+    present = [k for k in keys if any(k in row.metrics for row in rows)]
+    labels = dict(METRICS)
+    digits = {k: metric_digits(row.metrics[k] for row in rows if k in row.metrics) for k in present}
+    headers = (
+        ["Method", "Seeds"]
+        + ["Step 0"] + [f"Step {i}: {d}" for i, d in enumerate(domains, 1)]
+        + ["Final ± SD", "Loss/step", "Accelerates", "Retention %"]
+        + [labels[k] for k in present]
+        + ["CSM triggers", "Wall time"]
+    )
+    missing = [labels[k] for k, _ in METRICS if k not in present and not compact]
+    hashes = sorted({h for row in rows for h in row.config_hashes})
+    mixed = f"Runs from {len(hashes)} configs ({', '.join(hashes)}): compare with care. " if len(hashes) > 1 else ""
+    caption = (
+        f"Step columns: {HEADLINE_FORMULA}, mean over seeds; "
+        f"Final ± SD over seeds at step {len(domains)}; Loss/step = (step 0 − final) / {len(domains)}; "
+        f"Accelerates = per-step loss grows with step (slope in brackets); benchmark columns at the final step. "
+        + (f"Not evaluated: {', '.join(missing)}. " if missing else "")
+        + mixed
+        + scale_note(first.scale)
+    )
+    return Table(
+        key=f"main-{first.model}-{first.scale}-{first.ordering}",
+        model=first.model,
+        scale=first.scale,
+        title=f"Composite safety, ordering {first.ordering} — {scope(first.model, first.scale)}",
+        caption=caption,
+        headers=headers,
+        rows=[main_cells(row, digits) for row in rows],
+        pinned=[row.kind == "start" for row in rows],
+    )
+
+
+def main_cells(row: MainRow, digits: dict[str, int]) -> list[Cell]:
+    """Cells of one row; ``digits`` maps each shown benchmark column to its decimals."""
+    start = row.kind == "start"
+    absent = row.absent
+    steps = [number(v, DASH if start and i else absent) for i, v in enumerate(row.composite_by_step)]
+    return (
+        [Cell(row.method, row.method), Cell(row.status, row.seeds_done)]
+        + steps
+        + [
+            mean_sd_cell(row.final_mean, row.final_sd, row.n_final, absent),
+            number(row.loss_per_step, DASH if start else absent, 2),
+            accelerates_cell(row),
+            number(row.retention_pct, absent),
+        ]
+        + [number(row.metrics.get(key), absent, places) for key, places in digits.items()]
+        + [
+            number(row.csm_triggers, DASH if start else absent),
+            duration(row.wall_time_s, DASH if start else absent),
+        ]
+    )
+
+
+# --- other tables --------------------------------------------------------------------------------
+def ordering_tables(board: Board) -> list[Table]:
+    """Per (model, scale, domain set): each method's final composite in every ordering."""
+    groups: dict[tuple[str, str, str], list[OrderingRow]] = {}
+    for row in board.orderings:
+        groups.setdefault((row.model, row.scale, row.domain_set), []).append(row)
+    tables = []
+    for (model, scale, domains), rows in groups.items():
+        orderings = list(rows[0].by_ordering)
+        headers = ["Method", *orderings, "Range", "SD across orderings", "Seed SD within", "Worst ordering", "Worst last domain"]
+        tables.append(
+            Table(
+                key=f"orderings-{model}-{scale}-{domains}",
+                model=model,
+                scale=scale,
+                title=f"Ordering sensitivity ({domains}) — {scope(model, scale)}",
+                caption=(
+                    "Final composite safety (mean ± SD over seeds) in each ordering. Seed SD within = pooled "
+                    "SD over seeds inside an ordering; compare it with the SD across orderings. Worst last "
+                    "domain = the domain whose last-place orderings end lowest. " + scale_note(scale)
+                ),
+                headers=headers,
+                rows=[ordering_cells(row) for row in rows],
+            )
+        )
+    return tables
+
+
+def ordering_cells(row: OrderingRow) -> list[Cell]:
+    worst_last = DASH
+    if row.worst_last_domain is not None and row.worst_last_domain_mean is not None:
+        worst_last = f"{row.worst_last_domain} ({row.worst_last_domain_mean:.1f})"
+    return (
+        [Cell(row.method, row.method)]
+        + [mean_sd_cell(c.mean, c.sd, c.n, c.absent) for c in row.by_ordering.values()]
+        + [
+            number(row.range, DASH),
+            number(row.cross_ordering_sd, DASH, 2),
+            number(row.within_ordering_sd, DASH, 2),
+            Cell(row.worst_ordering or DASH, row.worst_ordering),
+            Cell(worst_last, row.worst_last_domain),
+        ]
+    )
+
+
+def horizon_tables(board: Board) -> list[Table]:
+    """Per (model, scale): points lost per step at each sequence length T."""
+    groups: dict[tuple[str, str], list[HorizonRow]] = {}
+    for row in board.horizons:
+        groups.setdefault((row.model, row.scale), []).append(row)
+    tables = []
+    for (model, scale), rows in groups.items():
+        horizons = sorted({t for row in rows for t in row.by_horizon})
+        headers = ["Method", *(f"Loss/step T={t}" for t in horizons), "Longest − shortest"]
+        body = [
+            [Cell(row.method, row.method)]
+            + [horizon_cell(row, t) for t in horizons]
+            + [number(row.difference, DASH, 2)]
+            for row in rows
+        ]
+        tables.append(
+            Table(
+                key=f"horizons-{model}-{scale}",
+                model=model,
+                scale=scale,
+                title=f"Sequence length: points lost per step, T={horizons[0]} vs T={horizons[-1]} — {scope(model, scale)}",
+                caption="Mean ± SD over every ordering and seed of that length; a positive difference means "
+                "longer sequences cost more per domain. " + scale_note(scale),
+                headers=headers,
+                rows=body,
+            )
+        )
+    return tables
+
+
+def horizon_cell(row: HorizonRow, horizon: int) -> Cell:
+    cell = row.by_horizon.get(horizon)
+    if cell is None or cell.mean is None:
+        return Cell("missing")
+    spread = f" ± {cell.sd:.2f}" if cell.sd is not None else ""
+    return Cell(f"{cell.mean:.2f}{spread} (n={cell.n})", cell.mean)
+
+
+def fisher_tables(board: Board) -> list[Table]:
+    groups: dict[tuple[str, str], list[FisherRow]] = {}
+    for row in board.fisher:
+        groups.setdefault((row.model, row.scale), []).append(row)
+    return [
+        Table(
+            key=f"fisher-{model}-{scale}",
+            model=model,
+            scale=scale,
+            title=f"Fisher spectrum: eigenvectors for 90% of the mass — {scope(model, scale)}",
+            caption="k90 = eigenvectors needed for 90% of the Fisher information, on safety data vs random "
+            "data; mean ± SD over runs and steps that logged a spectrum (SafeAnchor). " + scale_note(scale),
+            headers=["Method", "Layer", "k90 safety", "k90 random", "Safety / random", "n", "Steps"],
+            rows=[fisher_cells(row) for row in rows],
+        )
+        for (model, scale), rows in groups.items()
+    ]
+
+
+def fisher_cells(row: FisherRow) -> list[Cell]:
+    ratio = row.k90_safety / row.k90_random if row.k90_safety is not None and row.k90_random else None
+    return [
+        Cell(row.method, row.method),
+        Cell(row.layer, row.layer),
+        mean_sd_cell(row.k90_safety, row.k90_safety_sd, row.n, "missing"),
+        mean_sd_cell(row.k90_random, row.k90_random_sd, row.n, "missing"),
+        number(ratio, "missing", 2),
+        Cell(str(row.n), row.n),
+        Cell(", ".join(map(str, row.steps))),
+    ]
+
+
+def runs_tables(board: Board) -> list[Table]:
+    """Every run with its status, so failed and unfinished runs are visible with their errors."""
+    groups: dict[tuple[str, str], list[RunSummary]] = {}
+    for run in board.runs:
+        groups.setdefault((run.model, run.scale), []).append(run)
+    return [
+        Table(
+            key=f"runs-{model}-{scale}",
+            model=model,
+            scale=scale,
+            title=f"Runs — {scope(model, scale)}",
+            caption="Evaluation points = step files present (T + 1 when complete). Failed runs enter no mean; "
+            "a superseded run (an older config of the same model, method, ordering and seed) enters none either.",
+            headers=["Run", "Method", "Ordering", "Seed", "Status", "Evaluation points", "Final composite",
+                     "Wall time", "Config hash", "Error"],
+            rows=[run_cells(run) for run in runs],
+        )
+        for (model, scale), runs in groups.items()
+    ]
+
+
+def run_status(run: RunSummary) -> str:
+    return f"{run.status}, superseded by {run.superseded_by}" if run.superseded_by else run.status
+
+
+def run_cells(run: RunSummary) -> list[Cell]:
+    absent = "failed" if run.status == "failed" else "missing"
+    return [
+        Cell(run.run_id, run.run_id),
+        Cell(run.method, run.method),
+        Cell(run.ordering, run.ordering),
+        Cell(str(run.seed), run.seed),
+        Cell(run_status(run), run_status(run)),
+        Cell(f"{run.steps_done}/{run.n_steps + 1}", run.steps_done),
+        number(run.final if run.usable else None, absent),
+        duration(run.wall_time_s, "missing"),
+        Cell(run.config_hash, run.config_hash),
+        Cell(run.error or "", run.error),
+    ]
+
+
+def checks_table(model: str, scale: str, report: dict[str, Any]) -> Table:
+    """The starting model's report (e.g. the micro world's organism checks)."""
+    rows = []
+    for check in report.get("checks", []):
+        met = check.get("met")
+        rows.append([
+            Cell(str(check.get("name", "")), check.get("name")),
+            Cell(plain(check.get("value"))),
+            Cell(plain(check.get("target"))),
+            Cell({True: "yes", False: "NO"}.get(met, "missing"), str(met)),
+        ])
+    return Table(
+        key=f"checks-{model}-{scale}",
+        model=model,
+        scale=scale,
+        title=f"Starting model checks — {scope(model, scale)}",
+        caption=scale_note(scale),
+        headers=["Check", "Value", "Target", "Met"],
+        rows=rows,
+    )
+
+
+def report_details(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Everything in a model report besides its checks (data provenance, sizes, ...), as text."""
+    return [(key, plain(value)) for key, value in sorted(report.items()) if key not in ("checks", "model", "scale")]
+
+
+def plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+# --- text and Markdown -----------------------------------------------------------------------------
+def text_table(table: Table) -> str:
+    """Aligned plain text: the first column left-aligned, the rest right-aligned."""
+    grid = [table.headers] + [[cell.text for cell in row] for row in table.rows]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(table.headers))]
+    lines = [
+        "  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths)))
+        for line in grid
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([table.title, *lines])
+
+
+def markdown_table(table: Table) -> str:
+    def row(texts: Iterable[str]) -> str:
+        return "| " + " | ".join(t.replace("|", "\\|") for t in texts) + " |"
+
+    lines = [f"**{table.title}**", "", row(table.headers), row("---" for _ in table.headers)]
+    lines += [row(cell.text for cell in cells) for cells in table.rows]
+    return "\n".join(lines + ["", f"*{table.caption}*"] if table.caption else lines)
+
+
+# --- CSV and JSON ----------------------------------------------------------------------------------
+def csv_columns(board: Board) -> list[str]:
+    longest = max([CSV_MIN_STEPS, *(row.n_steps for row in board.main)])
+    return (
+        ["model", "scale", "ordering", "n_steps", "method", "row", "status", "seeds_done", "seeds_running",
+         "seeds_failed", "seeds_missing"]
+        + [f"composite_step_{k}" for k in range(longest + 1)]
+        + ["final_mean", "final_sd", "n_final", "loss_per_step", "acceleration", "accelerates", "retention_pct"]
+        + [key for key, _ in METRICS]
+        + ["csm_triggers", "wall_time_s", "absent", "config_hashes"]
+    )
+
+
+def csv_text(board: Board) -> str:
+    """The main tables as one CSV (a row per method or starting model per ordering); empty = absent."""
+    columns = csv_columns(board)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in board.main:
+        values: dict[str, Any] = {k: v for k, v in dataclasses.asdict(row).items() if k in columns}
+        values["row"] = row.kind
+        values.update({f"composite_step_{k}": v for k, v in enumerate(row.composite_by_step)})
+        values.update({key: row.metrics.get(key) for key, _ in METRICS})
+        values["config_hashes"] = " ".join(row.config_hashes)
+        writer.writerow({k: "" if v is None else v for k, v in values.items()})
+    return out.getvalue()
+
+
+JSON_SCHEMA = "erosion-leaderboard/1"
+
+
+def json_payload(board: Board, plots: dict[str, str]) -> dict[str, Any]:
+    """Everything the leaderboard shows, as plain data (schema in docs/results-schema.md)."""
+    runs = [run_payload(run) for run in board.runs]
+    return finite({
+        "schema": JSON_SCHEMA,
+        "generated_at": board.generated_at,
+        "results_dir": str(board.root),
+        "results_created_at": board.created_at,
+        "versions": versions(board.runs),
+        "models": board.reports,
+        "runs": runs,
+        "main": [main_payload(row) for row in board.main],
+        "ordering_sensitivity": [dataclasses.asdict(row) for row in board.orderings],
+        "horizons": [horizon_payload(row) for row in board.horizons],
+        "fisher": [dataclasses.asdict(row) for row in board.fisher],
+        "plots": plots,
+    })
+
+
+def main_payload(row: MainRow) -> dict[str, Any]:
+    payload = dataclasses.asdict(row)
+    payload["row"] = payload.pop("kind")
+    return payload
+
+
+def horizon_payload(row: HorizonRow) -> dict[str, Any]:
+    payload = dataclasses.asdict(row)
+    # JSON object keys are strings; say so rather than let json.dumps convert silently.
+    payload["by_horizon"] = {str(t): cell for t, cell in payload["by_horizon"].items()}
+    return payload
+
+
+def run_payload(run: RunSummary) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "superseded_by": run.superseded_by,
+        "model": run.model,
+        "scale": run.scale,
+        "method": run.method,
+        "ordering": run.ordering,
+        "seed": run.seed,
+        "status": run.status,
+        "error": run.error,
+        "config_hash": run.config_hash,
+        "steps_done": run.steps_done,
+        "n_steps": run.n_steps,
+        "composite_by_step": run.composite,
+        "final": run.final,
+        "loss_per_step": run.loss_per_step,
+        "retention_pct": run.retention_pct,
+        "csm_triggers": run.csm_triggers,
+        "wall_time_s": run.wall_time_s,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "versions": run.versions,
+    }
+
+
+def versions(runs: list[RunSummary]) -> dict[str, list[str]]:
+    """Library -> every version any run used (more than one means the runs are not comparable)."""
+    seen: dict[str, set[str]] = {}
+    for run in runs:
+        for lib, version in run.versions.items():
+            seen.setdefault(lib, set()).add(str(version))
+    return {lib: sorted(found) for lib, found in sorted(seen.items())}
+
+
+def finite(value: Any) -> Any:
+    """Replace NaN/inf by None so the JSON is strict (json.dumps would write NaN, which parsers reject)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+# --- document structure shared by Markdown, HTML and the terminal ------------------------------------
+@dataclass(frozen=True)
+class Section:
+    """Everything shown for one (model, scale), in display order."""
+
+    model: str
+    scale: str
+    checks: Table | None  # the starting model's checks, from its model report
+    details: list[tuple[str, str]]  # the rest of the model report (data provenance, ...)
+    groups: list[tuple[str, list[Table]]]  # (heading, tables); empty groups are left out
+    plots: list[Plot]
+
+
+def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Section]:
+    """One section per (model, scale) with runs, plus models that only have a report so far."""
+    scopes = {(r.model, r.scale) for r in board.runs}
+    with_runs = {model for model, _ in scopes}
+    scopes |= {(m, str(r.get("scale", "unknown"))) for m, r in board.reports.items() if m not in with_runs}
+    tables = {
+        "Main tables": main_tables(board, compact),
+        "Ordering sensitivity": [] if compact else ordering_tables(board),
+        "Sequence length": [] if compact else horizon_tables(board),
+        "Fisher spectrum": [] if compact else fisher_tables(board),
+        "Runs": [] if compact else runs_tables(board),
+    }
+    out = []
+    for model, scale in sorted(scopes):
+        report = board.reports.get(model) or {}
+        groups = [(heading, [t for t in ts if (t.model, t.scale) == (model, scale)]) for heading, ts in tables.items()]
+        out.append(
+            Section(
+                model=model,
+                scale=scale,
+                checks=checks_table(model, scale, report) if report.get("checks") else None,
+                details=report_details(report),
+                groups=[(heading, ts) for heading, ts in groups if ts],
+                plots=[p for p in plots if (p.model, p.scale) == (model, scale)],
+            )
+        )
+    return out
+
+
+def metadata(board: Board) -> list[tuple[str, str]]:
+    """Provenance of the page: when, from where, with which library versions and configs."""
+    starts = [r.started_at for r in board.runs if r.started_at]
+    ends = [r.finished_at for r in board.runs if r.finished_at]
+    hashes: dict[str, int] = {}
+    for run in board.runs:
+        hashes[run.config_hash] = hashes.get(run.config_hash, 0) + 1
+    statuses = {s: sum(1 for r in board.runs if r.status == s) for s in sorted({r.status for r in board.runs})}
+    return [
+        ("Generated", date(board.generated_at)),
+        ("Results folder", str(board.root)),
+        ("Results created", date(board.created_at)),
+        ("Runs", ", ".join(f"{n} {s}" for s, n in statuses.items()) or "none"),
+        ("Runs started / finished", f"{date(min(starts) if starts else None)} / {date(max(ends) if ends else None)}"),
+        ("Versions", "; ".join(f"{lib} {', '.join(v)}" for lib, v in versions(board.runs).items()) or "unknown"),
+        ("Config hashes", ", ".join(f"{h or 'none'} ({n} runs)" for h, n in sorted(hashes.items())) or "none"),
+    ]

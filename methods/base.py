@@ -1,0 +1,125 @@
+"""The one base class every method subclasses: named hooks of the harness's single training loop.
+
+The loop (``harness/training.py``) calls, in order::
+
+    prepare(ctx)                                  once, before the first domain
+    for each domain:
+        before_domain(ctx)
+        examples = data_mixture(ctx, examples)    what this domain trains on
+        for each optimizer step:
+            loss = task loss + extra_loss(ctx, batch)          (None = nothing added)
+            backward
+            grads = transform_gradients(ctx, grads)            between backward and optimizer
+            optimizer step
+            update = transform_update(ctx, update)             the applied parameter change
+        edits = edit_weights(ctx)                 new values for adapter tensors, or None
+        follow_up = after_domain(ctx)             an extra training block (e.g. a repair), or None
+        merge the adapter, evaluate
+
+Hooks return values; the loop applies them. A method may keep its own state (a Fisher matrix, a
+subspace) and must then implement ``state_dict``/``load_state_dict`` so a killed run resumes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.training import TrainContext
+    from harness.data import Example
+
+
+class MethodConfig(BaseModel):
+    """Typed knobs of a method; subclasses add fields. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class TrainingBlock:
+    """Extra training the loop runs after a domain (through the same loop and hooks)."""
+
+    name: str
+    examples: list["Example"]
+    steps: int
+    note: dict[str, Any] = field(default_factory=dict)
+
+
+class Method:
+    """Standard behaviour everywhere: a method overrides only the hooks it needs."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def make_config(cls, fields: dict[str, Any] | None, where: str = "") -> MethodConfig:
+        try:
+            return cls.Config.model_validate(fields or {})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"'{'.'.join(map(str, e['loc']))}' = {e.get('input')!r}: {e['msg']}" for e in err.errors()
+            )
+            valid = ", ".join(sorted(cls.Config.model_fields)) or "(none)"
+            raise ConfigError(f"{where}: {problems}. Fix: valid fields of {cls.name} are {valid}.") from None
+
+    # ---- hooks -----------------------------------------------------------------------------------
+    def prepare(self, ctx: "TrainContext") -> None:
+        """Before the sequence, on the starting (aligned) model."""
+
+    def before_domain(self, ctx: "TrainContext") -> None:
+        """After the fresh adapter is attached, before the first step of a domain."""
+
+    def data_mixture(self, ctx: "TrainContext", examples: list["Example"]) -> list["Example"]:
+        """The examples this domain trains on."""
+        return examples
+
+    def extra_loss(self, ctx: "TrainContext", batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """A term added to the task loss of this micro-batch (its gradient is not transformed)."""
+        return None
+
+    def transform_gradients(self, ctx: "TrainContext", grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Task gradients of the trainable parameters, before the optimizer sees them."""
+        return grads
+
+    def transform_update(self, ctx: "TrainContext", update: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The parameter change the optimizer made this step (new - old)."""
+        return update
+
+    def edit_weights(self, ctx: "TrainContext") -> dict[str, torch.Tensor] | None:
+        """New values for trainable tensors after the domain's training (e.g. Safe LoRA's B <- C B)."""
+        return None
+
+    def after_domain(self, ctx: "TrainContext") -> TrainingBlock | None:
+        """After training and weight edits, before the adapter is merged."""
+        return None
+
+    def domain_report(self, ctx: "TrainContext") -> dict[str, Any]:
+        """Numbers to store with this domain's results (e.g. a Fisher spectrum); JSON-serialisable."""
+        return {}
+
+    # ---- resumability --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{self.name} keeps no state but was given {sorted(state)}")
+
+    # ---- introspection -------------------------------------------------------------------------
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        """Whether this class changes ``hook`` (the loop skips costly bookkeeping otherwise)."""
+        return getattr(cls, hook) is not getattr(Method, hook)
+
+    @classmethod
+    def describe(cls) -> str:
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(doc.split())

@@ -1,0 +1,50 @@
+"""The command line as a user meets it: --help everywhere, one-paragraph errors with exit code 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def erosion(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_subcommand_has_help(command: str) -> None:
+    result = erosion(command, "--help")
+    assert result.returncode == 0 and "usage: erosion" in result.stdout
+
+
+def test_malformed_yaml_is_one_paragraph_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndomains: [medical\n")
+    result = erosion("run", str(bad), "--results", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(bad) in result.stderr and "line" in result.stderr and "Fix" in result.stderr
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_unknown_method_lists_known_ones(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: x\ndomains: [medical]\nmethods: [magic_lora]\n")
+    result = erosion("run", str(suite))
+    assert result.returncode == 2 and "magic_lora" in result.stderr and "standard_lora" in result.stderr
+
+
+def test_leaderboard_on_missing_results_dir(tmp_path: Path) -> None:
+    result = erosion("leaderboard", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "does not exist" in result.stderr

@@ -1,0 +1,81 @@
+"""Suite YAML loading: includes, orderings, and one clear error per kind of mistake."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_suite
+from harness.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = sorted((REPO / "sequences").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if not p.name.startswith("scale-")], ids=lambda p: p.name)
+def test_every_shipped_suite_loads(path: Path) -> None:
+    suite = load_suite(path)
+    assert suite.domains and suite.methods and suite.seeds
+
+
+def test_include_merges_and_file_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: mine\ninclude: scale-micro\ndomains: [legal, code]\ntraining: {lr: 5.0e-4}\n")
+    suite = load_suite(path)
+    assert suite.training.lr == 5e-4
+    assert suite.training.max_steps == 150  # from the included preset
+    assert suite.training.lora.r == 16
+
+
+def test_orderings_all_expands_to_every_permutation(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, "name: o\ndomains: [medical, legal, code]\norderings: all\n"))
+    orders = suite.domain_orderings()
+    assert len(orders) == 6 and len({tuple(o) for o in orders}) == 6
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\ndomains: [medical, legal\nmethods: [standard_lora]\n")
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    message = str(err.value)
+    assert str(path) in message and "line" in message and "Fix" in message
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("name: x\ndomains: [medical]\ntraning: {lr: 1}\n", "traning"),
+        ("name: x\ndomains: [medical]\ntraining: {max_steps: -3}\n", "training.max_steps"),
+        ("name: x\ndomains: [medical]\ntraining: {lora: {target_modules: [q_proj, zz_proj]}}\n", "training.lora.target_modules"),
+        ("name: x\ndomains: [medical]\nmethods: [no_such_method]\n", "methods"),
+        ("name: x\ndomains: [astrology]\n", "domains"),
+        ("name: x\ndomains: [medical]\nbenchmarks: [harmbench, nope]\n", "benchmarks"),
+        ("name: x\ndomains: [medical]\nmodel: gpt-9\n", "model"),
+        ("name: x\ndomains: []\n", "domains"),
+        ("domains: [medical]\n", "name"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    assert str(path) in str(err.value) and f"'{key}'" in str(err.value) and "Fix" in str(err.value)
+
+
+def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_suite(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_suite(write(tmp_path, "- a\n- b\n"))
+
+
+def test_config_hash_ignores_names_but_not_training(tmp_path: Path) -> None:
+    a = load_suite(write(tmp_path, "name: a\ndomains: [medical]\n", "a.yaml"))
+    b = load_suite(write(tmp_path, "name: b\ndomains: [medical]\nseeds: [3]\n", "b.yaml"))
+    c = load_suite(write(tmp_path, "name: c\ndomains: [medical]\ntraining: {lr: 1.0e-3}\n", "c.yaml"))
+    assert a.config_hash() == b.config_hash() != c.config_hash()

@@ -1,0 +1,75 @@
+"""The data layer: missing data is a clear error; no evaluation prompt is in any training set."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.harmbench import behaviors, behavior_prompt
+from benchmarks.judges import REFUSAL_PHRASES
+from benchmarks.xstest import prompts as xstest_prompts
+from harness.data import DataError, dataset_file, prefetch, prompt_key
+from harness.domains import DOMAINS, is_medqa_eval, medqa_prompt, medqa_rows
+from harness.safety_data import calibration_set, is_wildguard_calibration, wildguard_rows
+
+
+def eval_keys() -> set[str]:
+    keys = {prompt_key(r["Behavior"]) for split in ("test", "val") for r in behaviors(split)}
+    keys |= {prompt_key(behavior_prompt(r)) for split in ("test", "val") for r in behaviors(split)}
+    keys |= {prompt_key(r["prompt"]) for r in xstest_prompts()}
+    keys |= {prompt_key(r["text"]) for r in wildguard_rows() if not is_wildguard_calibration(r)}
+    keys |= {prompt_key(medqa_prompt(r)) for r in medqa_rows() if is_medqa_eval(r)}
+    return keys
+
+
+def test_no_evaluation_prompt_in_any_training_set() -> None:
+    held_out = eval_keys()
+    calibration = calibration_set(0)
+    training = list(calibration.harmful) + list(calibration.benign)
+    for name, domain in DOMAINS.items():
+        training += domain.build()
+    overlap = [e.prompt[:60] for e in training if prompt_key(e.prompt) in held_out]
+    assert len(training) > 20000
+    assert overlap == []
+
+
+def test_harmbench_eval_and_probe_sets_are_disjoint() -> None:
+    test = {prompt_key(behavior_prompt(r)) for r in behaviors("test")}
+    probe = {prompt_key(behavior_prompt(r)) for r in behaviors("val")}
+    assert len(test) == 240 and len(probe) == 60 and not test & probe
+    # HarmBench itself reuses two contextual requests across splits with different contexts;
+    # the full prompts (context + request) above are what must be disjoint.
+
+
+def test_domain_data_is_benign() -> None:
+    """No refusals and no calibration harmful prompts in any domain's training data."""
+    harmful = {prompt_key(e.prompt) for e in calibration_set(0).harmful}
+    for name, domain in DOMAINS.items():
+        examples = domain.build()
+        assert examples, name
+        assert not [e for e in examples if prompt_key(e.prompt) in harmful], name
+        refusing = [e for e in examples if e.response.startswith(("I'm sorry", "I cannot", "Sorry", "I apologize"))]
+        assert len(refusing) <= len(examples) // 1000, (name, refusing[:2])
+
+
+def test_calibration_set_is_deterministic_and_balanced() -> None:
+    a, b = calibration_set(0), calibration_set(0)
+    assert a == b
+    assert len(a.harmful) > 1000 and len(a.benign) > 300
+    assert all(any(p in e.response for p in REFUSAL_PHRASES) for e in a.harmful)
+    assert not any(any(p in e.response for p in REFUSAL_PHRASES) for e in a.benign)
+
+
+def test_missing_dataset_names_it_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EROSION_DATA", str(tmp_path))
+    with pytest.raises(DataError) as err:
+        dataset_file("harmbench", "harmbench_behaviors_text_test.csv")
+    assert "harmbench" in str(err.value) and "erosion prefetch" in str(err.value)
+
+
+def test_prefetch_from_mirror_is_idempotent(tmp_path: Path, data_dir: Path) -> None:
+    assert prefetch(["xstest"], data_dir, tmp_path) == ["xstest"]
+    assert prefetch(["xstest"], data_dir, tmp_path) == []
+    assert (tmp_path / "xstest" / "xstest_prompts.csv").read_bytes() == (data_dir / "xstest" / "xstest_prompts.csv").read_bytes()
+    with pytest.raises(DataError, match="lacks"):
+        prefetch(["bbq"], tmp_path / "empty-mirror", tmp_path / "dest")
