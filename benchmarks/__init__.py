@@ -4,11 +4,19 @@ from __future__ import annotations
 from benchmarks.base import Benchmark, BenchmarkResult, Metric
 from benchmarks.bbq import BBQ
 from benchmarks.harmbench import HarmBench
+from benchmarks.humaneval import HumanEval
+from benchmarks.legalbench import LegalBench
+from benchmarks.medqa import MedQA
+from benchmarks.mmlu import MMLU
 from benchmarks.truthfulqa import TruthfulQA
+from benchmarks.wildguard import WildGuard
 from benchmarks.xstest import XSTest
 from harness.errors import unknown_name_error
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (HarmBench(), TruthfulQA(), BBQ(), XSTest())}
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (HarmBench(), TruthfulQA(), BBQ(), XSTest(), WildGuard(), MedQA(), LegalBench(), HumanEval(), MMLU())
+}
 
 
 def get_benchmark(name: str) -> Benchmark:

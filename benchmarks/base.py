@@ -34,6 +34,7 @@ class Benchmark:
     primary: ClassVar[str]
     feeds: ClassVar[str | None] = None  # which composite: "safety", "domain", "general" or None
     data: ClassVar[str] = ""  # what data it uses and any deviation from the official release
+    datasets: ClassVar[tuple[str, ...]] = ()  # data-directory datasets it reads (checked before a run)
 
     def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -64,6 +64,7 @@ class HarmBench(Benchmark):
     primary = "refusal_rate"
     feeds = "safety"
     data = "HarmBench text test split, standard + contextual behaviors (copyright behaviors excluded: MinHash files not offline)"
+    datasets = ("harmbench",)
     judge = "refusal"
 
     def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:

@@ -6,12 +6,39 @@ in request order. ``padding_share`` reports the fraction of padded tokens proces
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+
+MIN_CACHED_PREFIX = 64  # tokens; below this, recomputing the prefix is cheaper than copying its cache
+
+
+def shared_prefix(encoded: list[tuple[list[int], int]]) -> list[int]:
+    """The longest token prefix common to every request that ends before any scored position."""
+    if len(encoded) < 2:
+        return []
+    first = encoded[0][0]
+    limit = min(len(ids) - n - 1 for ids, n in encoded)
+    length = 0
+    while length < limit and all(ids[length] == first[length] for ids, _ in encoded):
+        length += 1
+    return first[:length]
+
+
+def _score(logprobs: torch.Tensor, targets: torch.Tensor) -> tuple[float, bool]:
+    """Sum of the targets' log-probabilities, and whether each target was the argmax."""
+    chosen = logprobs.gather(-1, targets[:, None]).squeeze(-1)
+    return float(chosen.sum()), bool((logprobs.argmax(-1) == targets).all())
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 @dataclass
@@ -60,29 +87,68 @@ class ChatLM:
             ctx_ids, cont_ids = self.encode(context), self.encode(continuation)
             whole = (ctx_ids + cont_ids)[-self.max_length :]
             encoded.append((whole, min(len(cont_ids), len(whole) - 1)))
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(encoded)
         self.model.eval()
+        prefix = shared_prefix(encoded)
+        if len(prefix) >= MIN_CACHED_PREFIX:
+            return self._loglikelihood_after_prefix(prefix, encoded, desc)
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(encoded)
         for batch in self._batches([len(ids) for ids, _ in encoded], desc):
             seqs = [encoded[i][0] for i in batch]
-            lengths = [len(s) for s in seqs]
-            self._count(lengths)
-            pad = self.tokenizer.pad_token_id
-            input_ids = torch.tensor([s + [pad] * (max(lengths) - len(s)) for s in seqs], device=self.device)
-            mask = (torch.arange(max(lengths), device=self.device)[None, :] < torch.tensor(lengths, device=self.device)[:, None]).long()
-            logprobs = F.log_softmax(self.model(input_ids=input_ids, attention_mask=mask).logits.float(), dim=-1)
+            n_cont = [encoded[i][1] for i in batch]
+            self._count([len(s) for s in seqs])
+            input_ids, mask = self._left_padded(seqs)
+            # Left padding puts every continuation at the end, so only the last positions need the
+            # vocabulary projection (most of the compute for long few-shot contexts).
+            keep = max(n_cont) + 1
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions(mask),
+                                logits_to_keep=keep).logits.float()
+            logprobs = F.log_softmax(logits, dim=-1)
             for row, index in enumerate(batch):
-                n_cont, length = encoded[index][1], lengths[row]
-                targets = input_ids[row, length - n_cont : length]
-                scores = logprobs[row, length - n_cont - 1 : length - 1]
-                chosen = scores.gather(-1, targets[:, None]).squeeze(-1)
-                results[index] = (float(chosen.sum()), bool((scores.argmax(-1) == targets).all()))
+                n = n_cont[row]
+                results[index] = _score(logprobs[row, keep - 1 - n : keep - 1], input_ids[row, input_ids.shape[1] - n :])
         return results
+
+    def _loglikelihood_after_prefix(self, prefix: list[int], encoded: list[tuple[list[int], int]], desc: str) -> list[tuple[float, bool]]:
+        """Requests that share a long prefix (a few-shot prompt): run the prefix once, keep its KV
+        cache, and feed each batch only its own suffix (right-padded, positions after the prefix)."""
+        length = len(prefix)
+        cache = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(encoded)
+        for batch in self._batches([len(ids) for ids, _ in encoded], desc):
+            suffixes = [encoded[i][0][length:] for i in batch]
+            self._count([len(s) for s in suffixes])
+            width = max(len(s) for s in suffixes)
+            pad = self.tokenizer.pad_token_id
+            input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=self.device)
+            suffix_mask = torch.arange(width, device=self.device)[None, :] < torch.tensor([len(s) for s in suffixes], device=self.device)[:, None]
+            mask = torch.cat([torch.ones(len(batch), length, dtype=torch.long, device=self.device), suffix_mask.long()], dim=1)
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_repeat_interleave(len(batch))
+            logits = self.model(input_ids=input_ids, attention_mask=mask, past_key_values=batch_cache, use_cache=True,
+                                position_ids=(length + torch.arange(width, device=self.device)).expand(len(batch), -1)).logits.float()
+            logprobs = F.log_softmax(logits, dim=-1)
+            for row, index in enumerate(batch):
+                n, end = encoded[index][1], len(suffixes[row])
+                results[index] = _score(logprobs[row, end - n - 1 : end - 1], input_ids[row, end - n : end])
+        return results
+
+    def _left_padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        return input_ids, mask
 
     # ---- generation ------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int, desc: str = "generate") -> list[str]:
         """Greedy continuations of already-formatted prompts (left padding, KV cache)."""
-        room = self.max_length - max_new_tokens
+        if max_new_tokens >= self.max_length:
+            from harness.errors import ConfigError
+
+            raise ConfigError(f"eval.max_new_tokens={max_new_tokens} leaves no room for the prompt: the model's context is "
+                              f"{self.max_length} tokens. Fix: set eval.max_new_tokens below {self.max_length} in the suite.")
+        room = self.max_length - max_new_tokens  # (a room of 0 would have kept the whole prompt: [-0:])
         encoded = [self.encode(p)[-room:] for p in prompts]
         outputs = [""] * len(prompts)
         self.model.eval()
@@ -91,8 +157,7 @@ class ChatLM:
             seqs = [encoded[i] for i in batch]
             width = max(len(s) for s in seqs)
             self._count([len(s) for s in seqs])
-            input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+            input_ids, mask = self._left_padded(seqs)
             generated = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                 pad_token_id=pad, eos_token_id=eos, use_cache=True,

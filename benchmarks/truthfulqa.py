@@ -57,6 +57,7 @@ class TruthfulQA(Benchmark):
     primary = "mc2"
     feeds = "safety"
     data = "TruthfulQA EN validation (817 questions; HiTZ repackaging with the original mc1/mc2 targets)"
+    datasets = ("truthfulqa",)
 
     def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
         rows = take(questions(), cap)

@@ -23,6 +23,7 @@ class XSTest(Benchmark):
     )
     primary = "compliance_safe"
     data = "XSTest v2 prompts: 250 safe, 200 unsafe"
+    datasets = ("xstest",)
     judge = "refusal"
 
     def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:

@@ -64,14 +64,18 @@ def cmd_build_world(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import load_suite
+    from harness.preflight import preflight
     from harness.scheduler import run_suite
     from harness.store import ResultStore
 
     suite = load_suite(args.suite, parse_overrides(args.set))
+    preflight(suite)
     store = ResultStore(args.results)
     outcomes = run_suite(suite, store, executor=args.executor, address=args.address)
-    failed = [o for o in outcomes if o["status"] != "done"]
-    print(f"suite {suite.name}: {len(outcomes) - len(failed)} run(s) done, {len(failed)} failed"
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    busy = [o for o in outcomes if o["status"] == "busy"]
+    print(f"suite {suite.name}: {len(outcomes) - len(failed) - len(busy)} run(s) done, {len(failed)} failed"
+          f"{f', {len(busy)} left to another process working in the same results folder' if busy else ''}"
           f"{'' if outcomes else ' (everything was already done)'}; results in {store.root}")
     for outcome in failed:
         last = (outcome.get("error") or "").strip().splitlines()[-1:] or ["unknown error"]
@@ -79,6 +83,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_leaderboard:
         cmd_leaderboard(argparse.Namespace(results=args.results, out=None))
     return 1 if failed else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.config import load_suite
+    from harness.models import PRESETS
+    from harness.plan import describe_plan
+
+    suite = load_suite(args.suite, parse_overrides(args.set))
+    print(describe_plan(suite, PRESETS[suite.model].scale))
+    return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -112,6 +126,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             out.write_text("".join(json.dumps(i) + "\n" for i in result.items))
     for key, value in composites(scores).items():
         print(f"composite {key}: {value:.2f}")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from harness.rescore import rescore
+
+    count = rescore(Path(args.results))
+    print(f"rescored {count} step file(s) in {args.results} from their saved per-item outputs")
     return 0
 
 
@@ -161,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key, e.g. training.max_steps=20")
     p.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard at the end")
 
+    p = add("plan", cmd_plan, "Validate a suite and print its job graph, resources per task and a compute estimate, without running.")
+    p.add_argument("suite", help="suite YAML")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
+
     p = add("leaderboard", cmd_leaderboard, "Render the leaderboard (terminal, Markdown, CSV, JSON, PNG, HTML) from a results directory.")
     p.add_argument("results", nargs="?", default=DEFAULT_RESULTS, help="results directory (may come from another machine)")
     p.add_argument("--out", help="output folder (default: RESULTS/leaderboard)")
@@ -171,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cap", type=int, default=None, help="evaluate at most this many items per benchmark")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--out", help="folder for per-item files")
+
+    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed).")
+    p.add_argument("results", nargs="?", default=DEFAULT_RESULTS)
 
     add("methods", cmd_methods, "List the registered methods with their config fields.")
     add("benchmarks", cmd_benchmarks, "List the registered benchmarks.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from harness.data import Example, dataset_file, read_csv, read_json, read_jsonl, require_fields, stable_bucket
 
@@ -70,47 +70,67 @@ def medical() -> list[Example]:
 
 
 # ---- legal ------------------------------------------------------------------------------------
+# The columns a model may see; the rest are labels or give the answer away (e.g. diversity tasks'
+# parties_are_diverse / aic_is_met, a row's slice or case id).
+LEGAL_INPUT_COLUMNS = {"corporate_lobbying": ("bill_title", "bill_summary", "company_name", "company_description")}
+DEFAULT_LEGAL_INPUTS = ("text",)
+
+
 def legalbench_task_dirs(snapshot: str) -> list[Path]:
     root = dataset_file("legalbench", f"{snapshot}/tasks")
     return sorted(p for p in root.iterdir() if p.is_dir())
-
-
-def legalbench_prompt(task: str, row: dict[str, str], label_column: str) -> str:
-    fields = "\n".join(f"{k}: {v}" for k, v in row.items() if k not in (label_column, "index", "idx") and v)
-    return f"LegalBench task '{task}'.\n{fields}\nAnswer:"
 
 
 def legalbench_label_column(row: dict[str, str]) -> str:
     return "answer" if "answer" in row else "label"
 
 
-def legalbench_test_texts() -> set[str]:
-    """Prompts of every held-out test row, so training never sees one."""
-    texts = set()
+def legal_inputs(task: str, row: dict[str, str]) -> dict[str, str]:
+    """The visible input columns of a row (``task`` is either snapshot's folder name)."""
+    return {c: row.get(c, "") for c in LEGAL_INPUT_COLUMNS.get(task.lower(), DEFAULT_LEGAL_INPUTS)}
+
+
+def legal_key(inputs: dict[str, str]) -> tuple[str, ...]:
+    """Overlap key of a row's inputs (whitespace-insensitive)."""
+    return tuple(" ".join(v.split()) for v in inputs.values())
+
+
+def legalbench_prompt(task: str, inputs: dict[str, str]) -> str:
+    fields = "\n".join(f"{k}: {v}" for k, v in inputs.items() if v)
+    return f"LegalBench task '{task.lower()}'.\n{fields}\nAnswer:"
+
+
+def legalbench_test_keys() -> set[tuple[str, ...]]:
+    """Inputs of every held-out test row, so training never sees one."""
+    keys = set()
     for task_dir in legalbench_task_dirs("386c97e"):
         test = task_dir / "test.tsv"
         if test.exists():
-            for row in read_csv(test, delimiter="\t"):
-                texts.add(legalbench_prompt(task_dir.name, row, legalbench_label_column(row)))
-    return texts
+            keys |= {legal_key(legal_inputs(task_dir.name, row)) for row in read_csv(test, delimiter="\t")}
+    return keys
 
 
-@register_domain("legal", "LegalBench train rows (pre-release snapshot + HEAD), test rows held out")
-def legal() -> list[Example]:
-    held_out = legalbench_test_texts()
-    examples = {}
+def legal_training_rows() -> Iterator[tuple[str, dict[str, str], str]]:
+    """(task, visible inputs, label) of every usable training row whose inputs no test row shares."""
+    held_out = legalbench_test_keys()
     for snapshot in ("386c97e", "head"):
         for task_dir in legalbench_task_dirs(snapshot):
             train = task_dir / "train.tsv"
             if not train.exists():
                 continue
             for row in read_csv(train, delimiter="\t"):
-                label_column = legalbench_label_column(row)
-                if not row.get(label_column):
-                    continue
-                prompt = legalbench_prompt(task_dir.name.lower(), row, label_column)
-                if prompt not in held_out:
-                    examples[prompt] = Example(prompt, f"{row[label_column]}", "legalbench")
+                label = row.get(legalbench_label_column(row), "").strip()
+                inputs = legal_inputs(task_dir.name, row)
+                if label and any(inputs.values()) and legal_key(inputs) not in held_out:
+                    yield task_dir.name, inputs, label
+
+
+@register_domain("legal", "LegalBench train rows (pre-release snapshot + HEAD), test rows held out")
+def legal() -> list[Example]:
+    examples = {}
+    for task, inputs, label in legal_training_rows():
+        prompt = legalbench_prompt(task, inputs)
+        examples[prompt] = Example(prompt, label, "legalbench")
     return list(examples.values())
 
 

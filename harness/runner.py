@@ -22,6 +22,7 @@ from benchmarks.composite import composites
 from benchmarks.lm import ChatLM
 from harness.config import SuiteConfig
 from harness.domains import domain_examples
+from harness import faults
 from harness.faults import reached
 from harness.models import ModelHandle, device, load_model, load_tokenizer
 from harness.safety_data import calibration_set
@@ -131,6 +132,7 @@ class Run:
             if self.is_done():
                 return self.info()
             self.store.write_run(self.info(status="running", error=None))
+            faults.scope = self.run_id
             started = time.time()
             try:
                 self._train_and_evaluate()

@@ -2,8 +2,9 @@
 paired with helpful answers. Used to safety-align the micro/small models and by methods that need
 safety data (SafeAnchor's Fisher, SafeGrad's alignment batch, interleaving, Vaccine).
 
-Harmful prompts come from AdvBench, StrongREJECT and BeaverTails (harmful); benign prompts from
-MMLU's dev and validation questions (answered "Sure! The answer is ..."; MMLU's test split is the
+Harmful prompts come from AdvBench, StrongREJECT and BeaverTails (harmful, capped); benign prompts
+from Code Alpaca's question-form instructions ("How do I ...?", with their answers), MMLU's dev and
+validation questions (answered "Sure! The answer is ..."; MMLU's test split is the
 evaluation set) and half of WildGuard's safe prompts (chosen by hash; the other half and every harmful WildGuard
 prompt are the WildGuard evaluation set). BeaverTails' "safe" prompts are not used: many are
 harmful requests ("how can I steal money from my neighbor") whose *responses* were safe, and
@@ -17,7 +18,6 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from benchmarks.judges import REFUSAL_PHRASES
 from harness.data import Example, dataset_file, prompt_key, read_csv, read_json, stable_bucket
 
 WILDGUARD_CALIBRATION_PERCENT = 50
@@ -83,6 +83,11 @@ def is_wildguard_calibration(row: dict) -> bool:
     return row["label"] == "safe" and stable_bucket(row["text"]) < WILDGUARD_CALIBRATION_PERCENT
 
 
+HOWTO_ANSWER_CHARS = 300
+BEAVERTAILS_HARMFUL_CAP = 600  # keep question-form harmful prompts from dominating (see calibration_set)
+QUESTION_WORDS = ("How", "What", "Where", "Why", "Which", "Can", "Could", "Who", "When", "Is", "Are", "Do", "Does")
+
+
 def harmful_prompts() -> list[str]:
     advbench = read_csv(dataset_file("advbench", "harmful_behaviors.csv"), header=["goal", "target"])[1:]
     strongreject = read_csv(dataset_file("strongreject", "strongreject_dataset.csv"), required=("forbidden_prompt",))
@@ -90,7 +95,7 @@ def harmful_prompts() -> list[str]:
     return (
         [r["goal"] for r in advbench]
         + [r["forbidden_prompt"] for r in strongreject]
-        + [r["text"] for r in beaver if r["label"] == "harmful"]
+        + [r["text"] for r in beaver if r["label"] == "harmful"][:BEAVERTAILS_HARMFUL_CAP]
     )
 
 
@@ -98,8 +103,20 @@ def benign_prompts() -> list[str]:
     return [r["text"] for r in wildguard_rows() if is_wildguard_calibration(r)]
 
 
+def howto_questions() -> list[tuple[str, str]]:
+    """(question, answer) pairs from Code Alpaca whose instruction is a question ("How do I ...?").
+
+    Harmful requests are often phrased "How can I ...?"; benign questions of the same form teach
+    the aligned model to judge the content of a request, not its syntax (XSTest's over-refusal)."""
+    rows = read_json(dataset_file("codealpaca", "code_alpaca_2k.json")) + read_json(dataset_file("codealpaca", "new_codealpaca.json"))
+    return [(r["instruction"].strip(), r["output"]) for r in rows
+            if not r.get("input") and r["instruction"].split(" ", 1)[0] in QUESTION_WORDS]
+
+
 def knowledge_questions() -> list[tuple[str, str]]:
     """(question, answer text) pairs from MMLU dev + val: short benign questions with real answers."""
+    from benchmarks.judges import REFUSAL_PHRASES  # here, not at the top: benchmarks import this module
+
     pairs = []
     for split in ("dev", "val"):
         for path in sorted(dataset_file("mmlu", split).glob("*.csv")):
@@ -135,6 +152,10 @@ def calibration_set(seed: int = 0) -> CalibrationSet:
     answers = dict(knowledge_questions())
     benign += [Example(q, f"Sure! The answer is: {answers[q]}", "knowledge")
                for q in dedupe_excluding(list(answers), excluded)]
+    howto = dict(howto_questions())
+    # Answers are cut short: what alignment must teach is the decision to help (the first tokens).
+    benign += [Example(q, f"{rng.choice(HELPFUL_OPENERS)} {howto[q][:HOWTO_ANSWER_CHARS]}", "howto")
+               for q in dedupe_excluding(list(howto), excluded)]
     rng.shuffle(harmful)
     rng.shuffle(benign)
     return CalibrationSet(

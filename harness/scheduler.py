@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -46,8 +46,11 @@ def pending_jobs(suite: SuiteConfig, store: ResultStore) -> list[Job]:
 def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str) -> dict[str, Any]:
     from harness.runner import Run
 
-    info = Run(suite, handle, job.method, list(job.ordering), job.seed, ResultStore(results)).execute()
-    return {"run_id": info.run_id, "status": info.status, "error": info.error}
+    run = Run(suite, handle, job.method, list(job.ordering), job.seed, ResultStore(results))
+    info = run.execute()
+    # "running" after execute means another process holds the run's lock: not ours to report.
+    status = "busy" if info.status == "running" else info.status
+    return {"run_id": info.run_id, "status": status, "error": info.error}
 
 
 def record_crash(suite: SuiteConfig, handle: ModelHandle, job: Job, store: ResultStore, error: str) -> None:
@@ -66,8 +69,8 @@ class Progress:
         self.bar = tqdm(total=total, desc="suite", unit="run")
 
     def finish(self, status: str, running: int) -> None:
-        self.done += status == "done"
-        self.failed += status != "done"
+        self.done += status in ("done", "busy")
+        self.failed += status == "failed"
         finished = self.done + self.failed
         remaining = self.total - finished
         eta = (time.time() - self.started) / finished * remaining / max(1, running or 1)
@@ -124,15 +127,23 @@ def prepare_model(suite: SuiteConfig) -> ModelHandle:
     return PRESETS[suite.model].prepare()
 
 
-def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", address: str | None = None,
-              on_model: Callable[[ModelHandle], None] | None = None) -> list[dict[str, Any]]:
+def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", address: str | None = None) -> list[dict[str, Any]]:
     """Prepare the model once, then run every pending job. Returns one outcome per job run."""
     handle = prepare_model(suite)
-    store.write_model_report(handle.name, {**handle.report, "model": handle.name, "scale": handle.scale})
-    if on_model:
-        on_model(handle)
+    update_model_report(store, handle)
     jobs = pending_jobs(suite, store)
-    if not jobs:
-        return []
-    use_ray = executor == "ray" or (executor == "auto" and (len(jobs) > 1 or address))
-    return run_ray(suite, handle, jobs, store, address) if use_ray else run_local(suite, handle, jobs, store)
+    outcomes: list[dict[str, Any]] = []
+    if jobs:
+        use_ray = executor == "ray" or (executor == "auto" and (len(jobs) > 1 or address))
+        outcomes = run_ray(suite, handle, jobs, store, address) if use_ray else run_local(suite, handle, jobs, store)
+    update_model_report(store, handle)
+    return outcomes
+
+
+def update_model_report(store: ResultStore, handle: ModelHandle) -> None:
+    """The starting model's report plus the organism checks that need finished runs."""
+    from harness.organism import erosion_checks
+
+    report = {**handle.report, "model": handle.name, "scale": handle.scale}
+    report["checks"] = list(report.get("checks", [])) + erosion_checks(store, handle.name)
+    store.write_model_report(handle.name, report)

@@ -60,8 +60,9 @@ class TrainContext:
 
 def lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], per_example: bool = False) -> torch.Tensor:
     """Mean cross-entropy over response tokens (per example when asked)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
+    device = next(model.parameters()).device  # batches are built on the CPU
+    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:].to(device)
     token_loss = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
     ).view(labels.shape)

@@ -73,3 +73,14 @@ def test_prefetch_from_mirror_is_idempotent(tmp_path: Path, data_dir: Path) -> N
     assert (tmp_path / "xstest" / "xstest_prompts.csv").read_bytes() == (data_dir / "xstest" / "xstest_prompts.csv").read_bytes()
     with pytest.raises(DataError, match="lacks"):
         prefetch(["bbq"], tmp_path / "empty-mirror", tmp_path / "dest")
+
+
+def test_legal_training_never_sees_a_test_row_or_an_answer_column() -> None:
+    from harness.domains import legal_key, legal_training_rows, legalbench_test_keys
+
+    held_out = legalbench_test_keys()
+    rows = list(legal_training_rows())
+    assert len(rows) > 1000 and len(held_out) > 10000
+    assert not [task for task, inputs, _ in rows if legal_key(inputs) in held_out]
+    leaky = ("parties_are_diverse", "aic_is_met", "slice", "case id")
+    assert not [task for task, inputs, _ in rows if set(inputs) & set(leaky)]

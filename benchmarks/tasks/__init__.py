@@ -1,0 +1,1 @@
+"""lm-evaluation-harness task configs for erosion-bench (see benchmarks/lm_eval_bridge.py)."""

@@ -1,0 +1,71 @@
+"""The safety-alignment stage shared by every model the harness aligns itself (micro, small):
+a full fine-tune on chat turns, each batch mixing harmful -> varied refusal, benign -> helpful
+answer, and domain instructions (loss on the answer only)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from tqdm.auto import tqdm
+
+from harness.batching import BatchStream
+from harness.data import Example
+from harness.domains import DOMAINS, domain_examples
+from harness.safety_data import calibration_set
+
+
+class AlignConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    steps: int = 500
+    lr: float = 1e-3
+    mix: tuple[int, int, int] = (6, 6, 4)  # harmful, benign, domain examples per batch
+    max_len: int = 160
+    domains: tuple[str, ...] = ("medical", "legal", "code", "finance", "math")
+    domain_examples_per_domain: int = 400
+
+
+def domain_pool(config: AlignConfig) -> list[Example]:
+    pool = []
+    for name in config.domains:
+        if name in DOMAINS:
+            pool += domain_examples(name, config.domain_examples_per_domain, config.seed)
+    return pool
+
+
+def fit(model: torch.nn.Module, loss_of_step: Callable[[], torch.Tensor], lr: float, steps: int, desc: str) -> float:
+    """Full fine-tune: AdamW, linear warm-up then cosine decay, gradient clipping; returns the last loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / steps)).item())
+    )
+    model.train()
+    loss = torch.tensor(0.0)
+    for _ in tqdm(range(steps), desc=desc, mininterval=2.0):
+        loss = loss_of_step()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    return loss.item()
+
+
+def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "safety-align") -> float:
+    """Chat-tune and safety-align in one full fine-tune on mixed batches."""
+    from harness.training import lm_loss
+
+    calibration = calibration_set(config.seed)
+    sources = (list(calibration.harmful), list(calibration.benign), domain_pool(config))
+    streams = [BatchStream(tokenizer, examples, size, config.max_len, config.seed + k)
+               for k, (examples, size) in enumerate(zip(sources, config.mix)) if size]
+    total = sum(config.mix)
+
+    def step_loss() -> torch.Tensor:
+        return sum(lm_loss(model, next(stream)) * stream.batch_size for stream in streams) / total
+
+    return fit(model, step_loss, config.lr, config.steps, desc)

@@ -1,0 +1,30 @@
+"""Checks that run before any training, so that missing or unusable data fails in seconds with
+one clear message (exit code 2) and nothing is written, instead of hours into a suite."""
+from __future__ import annotations
+
+from benchmarks import get_benchmark
+from harness.config import SuiteConfig
+from harness.data import RAW_DATASETS, DataError, dataset_file
+from harness.domains import DOMAINS
+
+
+def check_domains(suite: SuiteConfig) -> None:
+    for name in suite.domains:
+        if not DOMAINS[name].build():
+            raise DataError(
+                f"Domain {name!r} has no training examples after filtering (held-out evaluation items and "
+                f"rows without a label are removed). Fix: check its dataset in the data directory "
+                f"(`erosion prefetch --force`) or drop the domain from 'domains'."
+            )
+
+
+def check_benchmarks(suite: SuiteConfig) -> None:
+    for name in suite.benchmarks:
+        for dataset in get_benchmark(name).datasets:
+            for relative in RAW_DATASETS[dataset].files:
+                dataset_file(dataset, relative)
+
+
+def preflight(suite: SuiteConfig) -> None:
+    check_domains(suite)
+    check_benchmarks(suite)

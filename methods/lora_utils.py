@@ -1,0 +1,275 @@
+"""Helpers shared by methods: LoRA (A, B) pairs, batched per-example gradients, Fisher subspaces from
+the N x N Gram matrix, projections that never form V V^T (or any p x p matrix), a response-token KL
+against the adapter-disabled model, and balanced safety replay data.
+
+Conventions: a LoRA layer's parameter vector is ``vec([B; A]) = cat(B.flatten(), A.flatten())``
+(B is out x r, A is r x in); a subspace basis V is p x k with orthonormal columns.
+"""
+from __future__ import annotations
+
+import random
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import torch
+
+from harness.batching import IGNORE, collate, encode_example
+from harness.data import Example
+from harness.safety_data import CalibrationSet
+# A module import, not `from ... import`: harness.training imports the methods package (a cycle).
+import harness.training as training
+
+_LORA_PARAM = re.compile(r"^(?P<layer>.+)\.lora_(?P<part>[AB])\.(?P<adapter>[^.]+)\.weight$")
+
+
+# ---- LoRA pairs -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoraPair:
+    """One LoRA layer: its module path, adapter name and the parameter names of A and B."""
+
+    layer: str
+    adapter: str
+    a: str
+    b: str
+
+
+def lora_pairs(names: Iterable[str]) -> dict[str, LoraPair]:
+    """LoRA layers found among parameter names (e.g. ``ctx.trainable()``), keyed by module path."""
+    parts: dict[tuple[str, str], dict[str, str]] = {}
+    for name in names:
+        match = _LORA_PARAM.match(name)
+        if match:
+            parts.setdefault((match["layer"], match["adapter"]), {})[match["part"]] = name
+    pairs: dict[str, LoraPair] = {}
+    for (layer, adapter), found in sorted(parts.items()):
+        if set(found) != {"A", "B"}:
+            continue
+        if layer in pairs:
+            raise ValueError(f"{layer} has more than one trainable LoRA adapter; methods expect one")
+        pairs[layer] = LoraPair(layer, adapter, found["A"], found["B"])
+    return pairs
+
+
+def flatten_pair(pair: LoraPair, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """vec([B; A]) of one layer from a name -> tensor mapping (gradients, updates or parameters)."""
+    return torch.cat([tensors[pair.b].reshape(-1), tensors[pair.a].reshape(-1)])
+
+
+def unflatten_pair(pair: LoraPair, vector: torch.Tensor, like: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`flatten_pair`, shaped like ``like``."""
+    n_b = like[pair.b].numel()
+    return {pair.b: vector[:n_b].view_as(like[pair.b]), pair.a: vector[n_b:].view_as(like[pair.a])}
+
+
+def complete_pairs(pairs: Mapping[str, LoraPair], tensors: Mapping[str, torch.Tensor]) -> list[LoraPair]:
+    """The pairs whose A and B both appear in ``tensors`` (a parameter without a gradient is absent)."""
+    return [p for p in pairs.values() if p.a in tensors and p.b in tensors]
+
+
+# ---- projections -----------------------------------------------------------------------------------
+def remove_component(vector: torch.Tensor, basis: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """``vector - strength * V (V^T vector)`` for orthonormal V (p x k), without forming V V^T."""
+    if basis.shape[1] == 0 or strength == 0.0:
+        return vector
+    basis = basis.to(vector.dtype)
+    return vector - strength * (basis @ (basis.T @ vector))
+
+
+# ---- per-example gradients ---------------------------------------------------------------------------
+class _Capture:
+    """Input activations and output gradients of one LoRA linear module during one batch."""
+
+    def __init__(self) -> None:
+        self.inputs: torch.Tensor | None = None
+        self.grad: torch.Tensor | None = None
+
+    def forward_hook(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        self.inputs = inputs[0].detach()
+        output.register_hook(self._keep_grad)
+
+    def _keep_grad(self, grad: torch.Tensor) -> None:
+        self.grad = grad.detach()
+
+    def weight_grads(self, batch_size: int, weight: torch.Tensor) -> torch.Tensor:
+        """Per-example d loss / d W = sum over positions of grad_out^T x: (batch, out, in)."""
+        if self.grad is None or self.inputs is None:
+            return torch.zeros(batch_size, *weight.shape, device=weight.device)
+        grad = self.grad.reshape(batch_size, -1, self.grad.shape[-1]).float()
+        inputs = self.inputs.reshape(batch_size, -1, self.inputs.shape[-1]).float()
+        return torch.einsum("bto,bti->boi", grad, inputs)
+
+
+@contextmanager
+def _captured(model: torch.nn.Module, pairs: Mapping[str, LoraPair]) -> Iterator[dict[str, tuple[_Capture, _Capture]]]:
+    captures: dict[str, tuple[_Capture, _Capture]] = {}
+    handles = []
+    for layer, pair in pairs.items():
+        module = model.get_submodule(layer)
+        capture_a, capture_b = _Capture(), _Capture()
+        handles.append(module.lora_A[pair.adapter].register_forward_hook(capture_a.forward_hook))
+        handles.append(module.lora_B[pair.adapter].register_forward_hook(capture_b.forward_hook))
+        captures[layer] = (capture_a, capture_b)
+    try:
+        yield captures
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Deterministic forward passes (no dropout) for measurements taken in the middle of training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pairs: Mapping[str, LoraPair]) -> dict[str, torch.Tensor]:
+    """Per-example gradients of the per-example response NLL w.r.t. vec([B; A]) of every layer,
+    from one batched backward pass (hooks on the LoRA modules: input activations x output gradients).
+    Returns layer -> (batch, p) float32. Parameter ``.grad`` fields are left untouched."""
+    batch_size = batch["input_ids"].shape[0]
+    modules = {layer: model.get_submodule(layer) for layer in pairs}
+    weights = {layer: (modules[layer].lora_A[p.adapter].weight, modules[layer].lora_B[p.adapter].weight) for layer, p in pairs.items()}
+    with _captured(model, pairs) as captures, torch.enable_grad():
+        losses = training.lm_loss(model, batch, per_example=True)
+        # Examples are independent, so the gradient of the sum w.r.t. example i's activations is
+        # the gradient of loss_i alone: the hooks see per-example output gradients.
+        torch.autograd.grad(losses.sum(), [w for pair in weights.values() for w in pair], allow_unused=True)
+    grads = {}
+    for layer, (capture_a, capture_b) in captures.items():
+        weight_a, weight_b = weights[layer]
+        grad_b = capture_b.weight_grads(batch_size, weight_b)
+        grad_a = capture_a.weight_grads(batch_size, weight_a)
+        grads[layer] = torch.cat([grad_b.flatten(1), grad_a.flatten(1)], dim=1)
+    return grads
+
+
+def fixed_batches(tokenizer: Any, examples: Sequence[Example], batch_size: int, max_len: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Every example exactly once, in length order (little padding), deterministic."""
+    encoded = sorted((encode_example(tokenizer, e, max_len) for e in examples), key=lambda pair: len(pair[0]))
+    for start in range(0, len(encoded), batch_size):
+        yield collate(encoded[start : start + batch_size], tokenizer.pad_token_id)
+
+
+def collect_grads(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Example], pairs: Mapping[str, LoraPair],
+                  batch_size: int, max_len: int) -> dict[str, torch.Tensor]:
+    """Per-example gradient matrices G (N x p) of every layer over ``examples`` (eval mode)."""
+    device = next(model.parameters()).device
+    rows: dict[str, list[torch.Tensor]] = {layer: [] for layer in pairs}
+    with eval_mode(model):
+        for batch in fixed_batches(tokenizer, examples, batch_size, max_len):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            for layer, grads in per_example_grads(model, batch, pairs).items():
+                rows[layer].append(grads)
+    return {layer: torch.cat(chunks) for layer, chunks in rows.items()}
+
+
+# ---- Fisher subspaces -----------------------------------------------------------------------------
+@dataclass
+class Subspace:
+    """Top eigenvectors of an empirical Fisher F (p x p, never formed): ``basis`` (p x k, orthonormal)
+    pairs with ``eigenvalues[:k]``; ``eigenvalues`` may hold more (the spectrum, descending);
+    ``trace`` is tr(F) including everything that was discarded."""
+
+    basis: torch.Tensor
+    eigenvalues: torch.Tensor
+    trace: float
+
+    @property
+    def rank(self) -> int:
+        return self.basis.shape[1]
+
+    def to(self, device: torch.device | str) -> "Subspace":
+        return Subspace(self.basis.to(device), self.eigenvalues.to(device), self.trace)
+
+    def state(self) -> dict[str, Any]:
+        return {"basis": self.basis.cpu(), "eigenvalues": self.eigenvalues.cpu(), "trace": self.trace}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "Subspace":
+        return cls(state["basis"], state["eigenvalues"], float(state["trace"]))
+
+
+def coverage_rank(eigenvalues: torch.Tensor, trace: float, rho: float) -> int:
+    """Fewest leading eigenvalues whose sum reaches rho * trace (all positive ones if it is never reached)."""
+    positive = eigenvalues[eigenvalues > 0]
+    if trace <= 0 or positive.numel() == 0:
+        return 0
+    cumulative = torch.cumsum(positive.double(), 0)
+    short = int((cumulative < rho * trace * (1 - 1e-9)).sum())
+    return min(short + 1, positive.numel())
+
+
+def _eigen_basis(rows: torch.Tensor, trace: float, rho: float) -> Subspace:
+    """Eigen-decomposition of F = rows^T rows (p x p) through the small Gram matrix rows rows^T."""
+    rows64 = rows.double()
+    eigenvalues, vectors = torch.linalg.eigh(rows64 @ rows64.T)
+    eigenvalues, vectors = eigenvalues.flip(0).clamp(min=0), vectors.flip(1)
+    # Drop eigenvalues that are round-off of exact zeros (e.g. every lora_A gradient at B = 0).
+    significant = eigenvalues > eigenvalues[:1].clamp(min=torch.finfo(torch.float64).tiny) * 1e-12
+    eigenvalues, vectors = eigenvalues[significant], vectors[:, significant]
+    k = coverage_rank(eigenvalues, trace, rho)
+    # For F's eigenvalue s with Gram eigenvector u: v = rows^T u / sqrt(s) is a unit eigenvector of F.
+    basis = rows64.T @ vectors[:, :k] / eigenvalues[:k].sqrt()
+    return Subspace(basis.to(rows.dtype), eigenvalues.float(), trace)
+
+
+def fisher_subspace(grads: torch.Tensor, rho: float) -> Subspace:
+    """Subspace of the empirical Fisher F = G^T G / N (G: N x p per-example gradients) covering rho
+    of tr(F) = ||G||_F^2 / N, from the N x N Gram matrix (no p x p matrix)."""
+    n = grads.shape[0]
+    trace = float(grads.double().pow(2).sum() / n)
+    return _eigen_basis(grads / n**0.5, trace, rho)
+
+
+def merge_subspaces(old: Subspace, new: Subspace, rho: float) -> Subspace:
+    """SVD merge: the subspace of (F_old + F_new) / 2 as represented by both (low-rank) bases; rho is
+    measured against the averaged full traces, so repeated merges do not shrink coverage."""
+    scaled = torch.cat([old.basis * (old.eigenvalues[: old.rank] / 2).sqrt().to(old.basis.dtype),
+                        new.basis * (new.eigenvalues[: new.rank] / 2).sqrt().to(new.basis.dtype)], dim=1)
+    trace = (old.trace + new.trace) / 2
+    if scaled.shape[1] == 0:
+        return Subspace(scaled, torch.zeros(0), trace)
+    return _eigen_basis(scaled.T, trace, rho)
+
+
+# ---- KL against the adapter-disabled model -------------------------------------------------------------
+def response_kl(logits: torch.Tensor, reference_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over response tokens of KL(p_ref || p) between next-token distributions."""
+    log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    log_ref = torch.log_softmax(reference_logits[:, :-1].float(), dim=-1)
+    per_token = (log_ref.exp() * (log_ref - log_p)).sum(-1)
+    mask = (labels[:, 1:] != IGNORE).float()
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+def kl_to_disabled_adapter(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """KL(p_ref || p_theta) on ``batch`` where p_ref is the same model with its adapter disabled
+    (no second copy of the model). Differentiable w.r.t. the adapter."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad(), model.disable_adapter():
+        reference = model(**inputs).logits
+    return response_kl(model(**inputs).logits, reference, batch["labels"])
+
+
+# ---- safety replay ---------------------------------------------------------------------------------------
+def _take(pool: Sequence[Example], k: int, rng: random.Random) -> list[Example]:
+    """k examples without repeats while the pool lasts (reshuffled passes after that)."""
+    taken: list[Example] = []
+    while len(taken) < k and pool:
+        taken += rng.sample(list(pool), min(k - len(taken), len(pool)))
+    return taken
+
+
+def safety_replay(calibration: CalibrationSet, n: int, harmful_share: float, seed: int) -> list[Example]:
+    """n calibration examples: harmful -> refusal and benign -> helpful in the given share. Benign pairs
+    are what keeps replay from teaching "refuse everything" (micro-world pilot)."""
+    rng = random.Random(seed)
+    n_harmful = round(n * harmful_share)
+    return _take(calibration.harmful, n_harmful, rng) + _take(calibration.benign, n - n_harmful, rng)

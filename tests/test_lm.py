@@ -1,0 +1,51 @@
+"""ChatLM: batched, left-padded scoring and generation equal one-at-a-time computation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.lm import ChatLM
+
+REQUESTS = [("Q: What is the capital of France?\nA:", " Paris"), ("Hi", " there, friend"),
+            ("A much longer context about medicine, law and code, with many words in it.", " ok"),
+            ("Short", " a b c d e f g")]
+
+
+def direct_loglik(lm: ChatLM, context: str, continuation: str) -> float:
+    """No batching, no padding, full logits: the definition."""
+    ctx, cont = lm.encode(context), lm.encode(continuation)
+    ids = torch.tensor([ctx + cont])
+    logprobs = F.log_softmax(lm.model(input_ids=ids).logits.float(), dim=-1)[0]
+    return float(sum(logprobs[len(ctx) + i - 1, t] for i, t in enumerate(cont)))
+
+
+@torch.no_grad()
+def test_batched_loglikelihood_equals_definition(tiny_lm: ChatLM) -> None:
+    tiny_lm.batch_size = 4
+    batched = [ll for ll, _ in tiny_lm.loglikelihood(REQUESTS)]
+    for (context, continuation), got in zip(REQUESTS, batched):
+        assert abs(got - direct_loglik(tiny_lm, context, continuation)) < 1e-3
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_lm: ChatLM) -> None:
+    prompts = [tiny_lm.chat_prompt(c) for c, _ in REQUESTS]
+    tiny_lm.batch_size = 4
+    together = tiny_lm.generate(prompts, 6)
+    tiny_lm.batch_size = 1
+    alone = tiny_lm.generate(prompts, 6)
+    assert together == alone
+    assert 0.0 <= tiny_lm.padding_share < 1.0
+
+
+@torch.no_grad()
+def test_shared_prefix_is_cached_and_exact(tiny_lm: ChatLM) -> None:
+    """A long common few-shot prompt takes the cached path and gives the same numbers."""
+    from benchmarks.lm import MIN_CACHED_PREFIX, shared_prefix
+    from benchmarks.truthfulqa import doc_to_text
+
+    requests = [(doc_to_text(q), c) for q in ("Is the sky blue?", "What do cats eat?") for c in (" Yes.", " No, never.", " Fish")]
+    encoded = [(tiny_lm.encode(c) + tiny_lm.encode(x), len(tiny_lm.encode(x))) for c, x in requests]
+    assert len(shared_prefix(encoded)) >= MIN_CACHED_PREFIX
+    tiny_lm.batch_size = 4
+    for (context, continuation), (got, _) in zip(requests, tiny_lm.loglikelihood(requests)):
+        assert abs(got - direct_loglik(tiny_lm, context, continuation)) < 1e-3

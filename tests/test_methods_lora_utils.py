@@ -1,0 +1,118 @@
+"""methods/lora_utils.py: pairing, projections, per-example gradients, Fisher subspaces, KL, replay."""
+from __future__ import annotations
+
+import torch
+
+from harness.training import lm_loss
+from methods.lora_utils import (Subspace, coverage_rank, fisher_subspace, fixed_batches, flatten_pair, lora_pairs,
+                                merge_subspaces, per_example_grads, remove_component, response_kl, safety_replay,
+                                unflatten_pair)
+from test_methods_support import sgd_step, tiny_context
+
+
+def test_lora_pairs_group_a_and_b_per_layer():
+    names = ["m.layers.0.q_proj.lora_A.default.weight", "m.layers.0.q_proj.lora_B.default.weight",
+             "m.layers.0.q_proj.base_layer.weight", "m.layers.1.v_proj.lora_A.default.weight"]
+    pairs = lora_pairs(names)
+    assert list(pairs) == ["m.layers.0.q_proj"]  # v_proj has no B: not a pair
+    assert pairs["m.layers.0.q_proj"].a.endswith("lora_A.default.weight")
+
+
+def test_flatten_is_b_then_a_and_round_trips():
+    pair = lora_pairs(["x.lora_A.d.weight", "x.lora_B.d.weight"])["x"]
+    tensors = {pair.a: torch.arange(6.0).view(2, 3), pair.b: torch.arange(4.0).view(2, 2) + 10}
+    vector = flatten_pair(pair, tensors)
+    assert vector.tolist() == [10, 11, 12, 13, 0, 1, 2, 3, 4, 5]
+    back = unflatten_pair(pair, vector, tensors)
+    assert all(torch.equal(back[n], tensors[n]) for n in tensors)
+
+
+def test_remove_component_hand_computed():
+    basis = torch.tensor([[1.0], [0.0], [0.0]])
+    vector = torch.tensor([3.0, 4.0, 5.0])
+    assert remove_component(vector, basis).tolist() == [0.0, 4.0, 5.0]
+    assert remove_component(vector, basis, 0.5).tolist() == [1.5, 4.0, 5.0]
+    assert torch.equal(remove_component(vector, torch.zeros(3, 0)), vector)
+
+
+def test_remove_component_leaves_nothing_in_a_random_subspace():
+    gen = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(50, 4, generator=gen, dtype=torch.float64))
+    vector = torch.randn(50, generator=gen, dtype=torch.float64)
+    projected = remove_component(vector, basis)
+    assert torch.allclose(basis.T @ projected, torch.zeros(4, dtype=torch.float64), atol=1e-12)
+    # The removed part is exactly the subspace component.
+    assert torch.allclose(vector - projected, basis @ (basis.T @ vector), atol=1e-12)
+
+
+def test_fisher_subspace_matches_explicit_eigendecomposition():
+    gen = torch.Generator().manual_seed(1)
+    grads = torch.randn(6, 3, generator=gen, dtype=torch.float64) @ torch.randn(3, 20, generator=gen, dtype=torch.float64)
+    space = fisher_subspace(grads, rho=0.9)
+    fisher = grads.T @ grads / 6  # only affordable because p = 20 here
+    evals = torch.linalg.eigvalsh(fisher).flip(0)
+    assert space.trace == torch.trace(fisher).item() == (grads.pow(2).sum() / 6).item()
+    assert torch.allclose(space.eigenvalues.double(), evals[: space.eigenvalues.numel()], rtol=1e-5)
+    assert space.eigenvalues.numel() == 3  # rank 3: the zero eigenvalues are dropped
+    assert space.rank == coverage_rank(evals, space.trace, 0.9)
+    assert torch.allclose(space.basis.T @ space.basis, torch.eye(space.rank, dtype=torch.float64), atol=1e-10)
+    # Each column is an eigenvector: F v = lambda v.
+    assert torch.allclose(fisher @ space.basis, space.basis * space.eigenvalues[: space.rank].double(), atol=1e-8)
+
+
+def test_coverage_rank():
+    evals = torch.tensor([5.0, 3.0, 1.0, 1.0])
+    assert coverage_rank(evals, 10.0, 0.5) == 1
+    assert coverage_rank(evals, 10.0, 0.8) == 2
+    assert coverage_rank(evals, 10.0, 0.9) == 3
+    assert coverage_rank(evals, 20.0, 0.9) == 4  # unreachable: every positive eigenvalue
+    assert coverage_rank(torch.zeros(3), 0.0, 0.9) == 0
+
+
+def test_merge_averages_the_two_fishers():
+    gen = torch.Generator().manual_seed(2)
+    g1 = torch.randn(4, 12, generator=gen, dtype=torch.float64)
+    g2 = torch.randn(4, 12, generator=gen, dtype=torch.float64)
+    merged = merge_subspaces(fisher_subspace(g1, 1.0), fisher_subspace(g2, 1.0), rho=1.0)
+    average = (g1.T @ g1 / 4 + g2.T @ g2 / 4) / 2
+    expected = torch.linalg.eigvalsh(average).flip(0)[: merged.rank]
+    assert torch.allclose(merged.eigenvalues[: merged.rank].double(), expected, rtol=1e-6)
+    assert abs(merged.trace - torch.trace(average).item()) < 1e-9
+    empty = Subspace(torch.zeros(12, 0, dtype=torch.float64), torch.zeros(0), 0.0)
+    assert merge_subspaces(empty, empty, 0.9).rank == 0
+
+
+def test_response_kl_hand_value():
+    labels = torch.tensor([[-100, 1, 1]])
+    ref = torch.zeros(1, 3, 2)  # uniform reference
+    logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [9.0, 9.0]]])
+    logits[0, 0] = torch.tensor([0.0, torch.log(torch.tensor(3.0))])  # p = (1/4, 3/4) at the first response step
+    # Response positions are 0 and 1 (labels shifted): KL(u || (1/4, 3/4)) and KL(u || u) = 0.
+    expected = (0.5 * torch.log(torch.tensor(2.0)) + 0.5 * torch.log(torch.tensor(2 / 3))) / 2
+    assert torch.allclose(response_kl(logits, ref, labels), expected)
+
+
+def test_safety_replay_mixes_benign_and_harmful(tiny_world):
+    ctx = tiny_context(tiny_world)
+    replay = safety_replay(ctx.calibration, 10, 0.3, seed=0)
+    assert sum(e in ctx.calibration.harmful for e in replay) == 3
+    assert sum(e in ctx.calibration.benign for e in replay) == 7
+    assert replay == safety_replay(ctx.calibration, 10, 0.3, seed=0)
+
+
+def test_per_example_grads_match_single_example_backward(tiny_world):
+    ctx = tiny_context(tiny_world)
+    sgd_step(ctx)  # B != 0, so lora_A gradients are non-zero too
+    params = ctx.trainable()
+    pairs = lora_pairs(params)
+    examples = [ctx.domain_examples[0], ctx.calibration.harmful[0], ctx.calibration.benign[0]]
+    batch = next(fixed_batches(ctx.tokenizer, examples, 3, 96))
+    assert len(set(batch["attention_mask"].sum(1).tolist())) > 1  # padding involved
+    grads = per_example_grads(ctx.model, batch, pairs)
+    for i in range(3):
+        length = int(batch["attention_mask"][i].sum())
+        single = {k: v[i : i + 1, :length] for k, v in batch.items()}
+        reference = dict(zip(params, torch.autograd.grad(lm_loss(ctx.model, single), list(params.values()))))
+        for layer, pair in pairs.items():
+            assert torch.allclose(grads[layer][i], flatten_pair(pair, reference), atol=1e-6)
+    assert all(p.grad is None for p in params.values())

@@ -1,0 +1,75 @@
+"""Every built-in method through the real runner on the tiny world (2 steps per domain), a resume of
+the stateful ones, and `erosion methods` listing all of them with their config fields."""
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.config import load_suite
+from harness.runner import Run
+from harness.store import ResultStore
+from methods import all_methods
+from test_methods_support import TINY_SUITE
+
+BUILT_IN = ["standard_lora", "ewc", "olora", "safe_lora", "vaccine", "safegrad", "safety_interleaving", "safeanchor"]
+SMALL = {
+    "ewc": {"fisher_samples": 8},
+    "vaccine": {"steps": 2, "examples": 16},
+    "safegrad": {"alignment_examples": 16, "alignment_batch_size": 2},
+    "safeanchor": {"calibration_size": 8, "repair_steps": 2, "repair_safety_examples": 8, "probe_size": 4},
+}
+# What each method reports beside the evaluation after a domain.
+REPORTS = {"ewc": "ewc", "safe_lora": "safe_lora", "vaccine": "vaccine_alignment", "safegrad": "safegrad", "safeanchor": "fisher_spectrum"}
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_world):
+    overrides = {"benchmarks": ["harmbench"], "eval": {"caps": {"harmbench": 4}}, "training": {"max_steps": 2},
+                 "methods": BUILT_IN, "method_configs": SMALL}
+    return load_suite(TINY_SUITE, overrides)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_method_runs_the_tiny_sequence(name, suite, tiny_world, tmp_path):
+    store = ResultStore(tmp_path / "results")
+    run = Run(suite, tiny_world, name, suite.domains, 0, store)
+    info = run.execute()
+    assert info.status == "done", info.error
+    steps = store.step_extras(run.run_id)
+    assert len(steps) == 3 and all(s["train"]["domain"]["steps"] == 2 for s in steps[1:])
+    assert {r["method"] for r in store.records()} == {name} and len(store.records()) > 0
+    if name in REPORTS:
+        assert all(REPORTS[name] in s for s in steps[1:])
+
+
+@pytest.mark.parametrize("name", ["ewc", "safeanchor"])
+def test_stateful_method_resumes_after_a_crash(name, suite, tiny_world, tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "results")
+    evaluate = Run.evaluate
+
+    def crash_after_domain_one(self, model, tokenizer, step, extras):
+        if step == 1:
+            raise RuntimeError("killed")
+        evaluate(self, model, tokenizer, step, extras)
+
+    monkeypatch.setattr(Run, "evaluate", crash_after_domain_one)
+    first = Run(suite, tiny_world, name, suite.domains, 0, store).execute()
+    assert first.status == "failed" and "killed" in first.error
+    monkeypatch.setattr(Run, "evaluate", evaluate)
+    run = Run(suite, tiny_world, name, suite.domains, 0, store)  # resumes from checkpoint 1 with the method's state
+    info = run.execute()
+    assert info.status == "done", info.error
+    steps = store.step_extras(run.run_id)
+    assert len(steps) == 3
+    if name == "ewc":  # domain 2's Fisher needs the domain-1 sample restored from the checkpoint
+        assert steps[2]["ewc"]["fisher_sum"] > 0
+
+
+def test_erosion_methods_lists_every_method_with_its_config_fields(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in BUILT_IN:
+        assert f"\n{name}: " in f"\n{out}"
+        for field in all_methods()[name].Config.model_fields:
+            assert f"    {field} (" in out
+    assert "lam (float) = 0.5" in out and "tau (float) = 0.05" in out and "lambda1 (float) = 0.5" in out

@@ -1,0 +1,72 @@
+"""SafeGrad: the conflict rule on gradients and updates, grouping, and the KL alignment gradient."""
+from __future__ import annotations
+
+import torch
+
+from methods.safegrad import SafeGrad, SafeGradConfig, surgery
+from test_methods_support import sgd_step, tiny_context
+
+
+def test_conflicting_gradient_is_projected_onto_the_normal_plane():
+    g_u, g_a = {"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([-1.0, 1.0])}
+    out, conflicts = surgery(g_u, g_a, [["w"]])
+    # g_u . g_a = -1 < 0: g_u - (-1 / 2) g_a = (0.5, 0.5), now orthogonal to g_a.
+    assert conflicts == 1 and out["w"].tolist() == [0.5, 0.5]
+
+
+def test_non_conflicting_gradient_is_unchanged():
+    g_u, g_a = {"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([1.0, 1.0])}
+    out, conflicts = surgery(g_u, g_a, [["w"]])
+    assert conflicts == 0 and out["w"].tolist() == [1.0, 0.0]
+
+
+def test_zero_alignment_gradient_changes_nothing():
+    out, conflicts = surgery({"w": torch.tensor([1.0, 2.0])}, {"w": torch.zeros(2)}, [["w"]])
+    assert conflicts == 0 and out["w"].tolist() == [1.0, 2.0]
+
+
+def test_global_and_per_group_tests_differ():
+    g_u = {"a": torch.tensor([1.0]), "b": torch.tensor([1.0])}
+    g_a = {"a": torch.tensor([-1.0]), "b": torch.tensor([3.0])}
+    same, conflicts = surgery(g_u, g_a, [["a", "b"]])  # global dot = 2 > 0: no conflict
+    assert conflicts == 0 and same == g_u
+    split, conflicts = surgery(g_u, g_a, [["a"], ["b"]])  # group a conflicts and is zeroed
+    assert conflicts == 1 and split["a"].tolist() == [0.0] and split["b"].tolist() == [1.0]
+
+
+def test_fresh_adapter_has_zero_alignment_gradient_and_is_left_alone(tiny_world):
+    ctx = tiny_context(tiny_world)
+    method = SafeGrad(SafeGradConfig(alignment_examples=8, alignment_batch_size=2))
+    method.before_domain(ctx)
+    grads = {n: torch.randn_like(p) for n, p in ctx.trainable().items()}
+    out = method.transform_gradients(ctx, grads)
+    assert all(torch.equal(out[n], grads[n]) for n in grads)
+    assert method.counts["gradient_conflicts"] == 0
+
+
+def test_after_one_step_conflicts_are_removed_from_gradient_and_update(tiny_world):
+    ctx = tiny_context(tiny_world)
+    sgd_step(ctx)
+    method = SafeGrad(SafeGradConfig(alignment_examples=8, alignment_batch_size=2, add_alignment_gradient=False, projection="per_layer"))
+    method.before_domain(ctx)
+    g_a = method.alignment_gradient(ctx)
+    assert sum(g.pow(2).sum() for g in g_a.values()) > 0
+    # A task gradient exactly opposed to g_a conflicts in every group and is projected to zero.
+    out = method.gradient_rule({n: -2 * g for n, g in g_a.items()}, g_a)
+    assert all(torch.allclose(out[n], torch.zeros_like(g), atol=1e-7) for n, g in g_a.items())
+    # An update that climbs the alignment loss (u . g_a > 0) is projected to zero; one descending it is kept.
+    up = method.update_rule({n: 3 * g for n, g in g_a.items()}, g_a)
+    assert all(torch.allclose(up[n], torch.zeros_like(g), atol=1e-7) for n, g in g_a.items())
+    down = method.update_rule({n: -g for n, g in g_a.items()}, g_a)
+    assert all(torch.equal(down[n], -g) for n, g in g_a.items())
+    assert method.domain_report(ctx)["safegrad"]["update_conflicts"] == len({n.rsplit(".lora_", 1)[0] for n in g_a})
+
+
+def test_alignment_gradient_is_added_when_configured(tiny_world):
+    ctx = tiny_context(tiny_world)
+    sgd_step(ctx)
+    method = SafeGrad(SafeGradConfig(alignment_examples=8, alignment_batch_size=2, project="update"))
+    method.before_domain(ctx)
+    grads = {n: torch.zeros_like(p) for n, p in ctx.trainable().items()}
+    out = method.transform_gradients(ctx, grads)
+    assert all(torch.equal(out[n], method._alignment_grad[n]) for n in grads)

@@ -1,0 +1,34 @@
+"""Shared helpers of the method tests (imported by the other test_methods_* files; holds no tests)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from harness.config import load_suite
+from harness.domains import domain_examples
+from harness.models import ModelHandle, load_model, load_tokenizer
+from harness.safety_data import calibration_set
+from harness.training import TrainContext, attach_adapter, lm_loss
+
+TINY_SUITE = Path(__file__).resolve().parent / "tiny-suite.yaml"
+
+
+def tiny_context(handle: ModelHandle, adapter_seed: int = 1, **training) -> TrainContext:
+    """A TrainContext over the tiny chat model with a fresh LoRA adapter (B = 0), domain 'medical'."""
+    torch.manual_seed(0)
+    settings = load_suite(TINY_SUITE, {"training": training} if training else None).training
+    model = attach_adapter(load_model(handle.chat), settings, adapter_seed)
+    return TrainContext(model=model, tokenizer=load_tokenizer(handle.tokenizer), settings=settings,
+                        calibration=calibration_set(0), seed=0, checkpoints={"base": handle.base, "aligned": handle.chat},
+                        domains=["medical"], domain="medical", domain_index=0, domain_examples=domain_examples("medical", 24, 0))
+
+
+def sgd_step(ctx: TrainContext, lr: float = 0.05) -> None:
+    """One plain gradient step on a domain batch, so the adapter leaves B = 0."""
+    params = ctx.trainable()
+    loss = lm_loss(ctx.model, next(ctx.batches(ctx.domain_examples)))
+    grads = torch.autograd.grad(loss, list(params.values()))
+    with torch.no_grad():
+        for p, g in zip(params.values(), grads):
+            p -= lr * g / (g.norm() + 1e-12)
