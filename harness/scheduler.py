@@ -100,10 +100,10 @@ def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: Res
              ignore_reinit_error=True, configure_logging=False)
     try:
         gpus = suite.num_gpus_per_run if torch.cuda.is_available() else 0
-        task = ray.remote(execute_job).options(
+        task = ray.remote(
             num_cpus=suite.threads_per_run, num_gpus=gpus, max_retries=suite.max_retries,
-            retry_exceptions=False, max_calls=1 if gpus else 0,
-        )
+            retry_exceptions=False, max_calls=1 if gpus else 0,  # 0: reuse CPU workers without limit
+        )(execute_job)
         futures = {task.remote(suite, handle, job, str(store.root)): job for job in jobs}
         progress, outcomes = Progress(len(jobs)), []
         while futures:

@@ -24,17 +24,6 @@ N = 8  # items per check: enough for a non-trivial number, few enough for second
 LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are small: on 2 shared cores one thread is several times faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def lm_eval_model(tiny_lm):
     from benchmarks.lm_eval_bridge import hflm

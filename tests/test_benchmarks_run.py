@@ -11,17 +11,6 @@ from benchmarks import BENCHMARKS
 CAPS = {"wildguard": 4, "medqa": 3, "legalbench": 4, "mmlu": 4, "humaneval": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are small: on 2 shared cores one thread is several times faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", sorted(CAPS))
 def test_runs_on_the_tiny_model(tiny_lm, name, monkeypatch):
     import benchmarks.humaneval
