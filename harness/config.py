@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError
 
 SEQUENCES_DIR = Path(__file__).resolve().parent.parent / "sequences"
+PRESETS_DIR = SEQUENCES_DIR / "presets"  # fragments to include (scale settings), not suites
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -125,14 +126,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def _resolve_include(name: str, relative_to: Path) -> Path:
-    candidates = [relative_to.parent / name, SEQUENCES_DIR / name, SEQUENCES_DIR / f"{name}.yaml"]
+    candidates = [relative_to.parent / name] + [folder / f for folder in (SEQUENCES_DIR, PRESETS_DIR) for f in (name, f"{name}.yaml")]
     for path in candidates:
         if path.is_file():
             return path
     raise ConfigError(
         f"{relative_to}: key 'include' names {name!r}, which is neither a file next to it nor a "
-        f"preset in {SEQUENCES_DIR}. Fix: give a path or one of: "
-        f"{', '.join(sorted(p.stem for p in SEQUENCES_DIR.glob('*.yaml')))}."
+        f"suite or preset in {SEQUENCES_DIR}. Fix: give a path or one of: "
+        f"{', '.join(sorted(p.stem for folder in (SEQUENCES_DIR, PRESETS_DIR) for p in folder.glob('*.yaml')))}."
     )
 
 

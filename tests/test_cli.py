@@ -48,3 +48,17 @@ def test_unknown_method_lists_known_ones(tmp_path: Path) -> None:
 def test_leaderboard_on_missing_results_dir(tmp_path: Path) -> None:
     result = erosion("leaderboard", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("suite", sorted((REPO / "sequences").glob("*.yaml")), ids=lambda p: p.name)
+def test_plan_every_shipped_suite(suite: Path) -> None:
+    result = erosion("plan", str(suite))
+    assert result.returncode == 0, result.stderr
+    assert "run(s) =" in result.stdout and "estimate:" in result.stdout and "jobs:" in result.stdout
+
+
+def test_plan_a_broken_suite(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: b\ninclude: micro\norderings: sometimes\n")
+    result = erosion("plan", str(broken))
+    assert result.returncode == 2 and "'orderings'" in result.stderr and "Traceback" not in result.stderr

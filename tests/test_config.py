@@ -18,7 +18,7 @@ def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", [p for p in SHIPPED if not p.name.startswith("scale-")], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_suite_loads(path: Path) -> None:
     suite = load_suite(path)
     assert suite.domains and suite.methods and suite.seeds
