@@ -1,0 +1,103 @@
+"""Target 4: end-to-end pieces of the default micro suite (its total time is measured by the lead).
+
+* World build time, read from the cached world's build.json (pretrain_seconds, align_seconds).
+* A Standard LoRA domain's training time per step: ``run_block`` on a default domain's full
+  training data (examples_per_domain examples) with the default suite's settings.
+* Training padding share: ``BatchStream.padding_share`` over a whole default domain's micro-batches
+  (steps x grad_accum) of each default domain, drawn without training.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+import torch
+
+from bench.common import REPO, Options, Target, bench_world, micro_training_settings, summary
+from bench.training_cost import Subject, timed_block
+from harness.batching import BatchStream
+from harness.config import load_suite
+from harness.domains import domain_examples
+from harness.micro_world import WORLD_PRESETS, world_paths
+from harness.models import load_model, load_tokenizer
+from harness.safety_data import calibration_set
+from harness.training import TrainContext, attach_adapter, steps_for
+from methods.standard_lora import StandardLoRA
+
+SEED = 0
+
+
+def build_times(world: str) -> dict[str, Any]:
+    path = world_paths(WORLD_PRESETS[world]).root / "build.json"
+    if not path.exists():
+        return {"available": False, "path": str(path)}
+    build = json.loads(path.read_text())
+    keys = ("pretrain_seconds", "align_seconds", "torch_threads", "parameters")
+    return {"available": True, "path": str(path), **{k: build.get(k) for k in keys},
+            "total_seconds": build["pretrain_seconds"] + build["align_seconds"]}
+
+
+def padding_shares(tokenizer: Any, settings: Any, domains: list[str], n_batches: int) -> dict[str, float]:
+    shares = {}
+    for index, domain in enumerate(domains):
+        stream = BatchStream(tokenizer, domain_examples(domain, settings.examples_per_domain, SEED), settings.batch_size,
+                             settings.max_seq_len, SEED * 1000 + index + 1)  # the seed run_block gives domain `index`
+        for _ in range(n_batches):
+            next(stream)
+        shares[domain] = stream.padding_share
+    return shares
+
+
+def standard_step_times(handle: Any, settings: Any, domain: str, steps: int, rounds: int) -> list[float]:
+    torch.manual_seed(SEED)
+    ctx = TrainContext(model=load_model(handle.chat), tokenizer=load_tokenizer(handle.tokenizer), settings=settings,
+                       calibration=calibration_set(SEED), seed=SEED, domains=[domain], domain=domain, domain_index=0,
+                       domain_examples=domain_examples(domain, settings.examples_per_domain, SEED))
+    ctx.model = attach_adapter(ctx.model, settings, SEED * 100 + 1)
+    subject = Subject(ctx, StandardLoRA(), ctx.domain_examples, {})
+    return [t for _ in range(rounds) for t in timed_block(subject, steps).step_s]
+
+
+def measure(options: Options) -> tuple[dict[str, Any], list[Target]]:
+    handle = bench_world(options.quick)
+    suite = load_suite(REPO / "sequences" / "micro.yaml", {"model": handle.name})
+    quick = {"training": {"examples_per_domain": 64, "batch_size": 4, "grad_accum": 1, "max_seq_len": 64}}
+    settings = micro_training_settings(handle.name, quick if options.quick else None)
+    domain_steps = steps_for(settings.examples_per_domain, settings)
+    times = standard_step_times(handle, settings, suite.domains[0], options.pick(8, 3), options.pick(2, 1))
+    step_s = statistics.median(times)
+    section = {
+        "world": handle.name, "suite": suite.name, "domains": suite.domains, "build": build_times(handle.name),
+        "settings": settings.model_dump(mode="json"), "domain_steps": domain_steps,
+        "standard_lora_step_s": summary(times), "standard_lora_domain_s_estimate": domain_steps * step_s,
+        "padding_share": padding_shares(load_tokenizer(handle.tokenizer), settings, suite.domains,
+                                        domain_steps * settings.grad_accum),
+    }
+    return section, targets(section)
+
+
+def build_note(section: dict[str, Any]) -> str:
+    build = section["build"]
+    if section["world"] != "micro":
+        return f"measured on {section['world']}, not micro (--quick, or no cached micro world: `make world`)"
+    if not build["available"]:
+        return f"no {build['path']}"
+    return f"pretrain {build['pretrain_seconds']:.0f} s + align {build['align_seconds']:.0f} s at {build['torch_threads']} thread(s)"
+
+
+def targets(section: dict[str, Any]) -> list[Target]:
+    world, build = section["world"], section["build"]
+    on_micro = world == "micro"
+    shares = section["padding_share"]
+    mean_share = 100 * sum(shares.values()) / len(shares)
+    step = section["standard_lora_step_s"]["median"]
+    return [
+        Target("4a", "micro world build time (pretrain + align, build.json)", build.get("total_seconds") if on_micro else None, "s",
+               "<= 300 s (issue 7)", build["total_seconds"] <= 300 if on_micro and build["available"] else None, build_note(section)),
+        Target("4b", f"Standard LoRA training step, default suite settings ({world})", step, "s/step",
+               "reported: measured on micro", True if on_micro else None,
+               f"~{section['standard_lora_domain_s_estimate']:.0f} s per {section['domain_steps']}-step domain" if on_micro else build_note(section)),
+        Target("4c", f"training padding share, default domains ({world})", mean_share, "%", "reported: measured", True,
+               ", ".join(f"{d} {100 * s:.1f} %" for d, s in shares.items())),
+    ]
