@@ -104,28 +104,37 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def scale_caps(scale: str) -> dict[str, int | None]:
+    """The per-benchmark item caps of a scale's preset (micro evaluates subsets, paper full sets)."""
+    from harness.config import PRESETS_DIR, read_yaml_mapping
+
+    preset = PRESETS_DIR / f"scale-{scale}.yaml"
+    return read_yaml_mapping(preset).get("eval", {}).get("caps", {}) if preset.exists() else {}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmarks import expand, get_benchmark
     from benchmarks.composite import composites
     from harness.models import PRESETS, load_local
 
-    name, _, which = args.model.partition("-")
+    name, _, which = args.model.rpartition("-")
     if name not in PRESETS or which not in ("chat", "base"):
         raise ConfigError(f"--model {args.model!r}: expected PRESET-chat or PRESET-base, e.g. micro-chat. Presets: {', '.join(PRESETS)}.")
     handle = PRESETS[name].prepare()
     lm = load_local(handle.chat if which == "chat" else handle.base, handle.tokenizer, handle.max_length)
     lm.show_progress = True
+    caps = {} if args.full else scale_caps(handle.scale)
+    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}")
     scores = {}
     for bench in expand(args.benchmarks):
-        result = get_benchmark(bench).evaluate(lm, args.cap, args.max_new_tokens)
+        result = get_benchmark(bench).evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens)
         scores[bench] = result.scores
         print(f"{bench:12s} n={len(result.items):5d}  " + "  ".join(f"{k}={v:.2f}" for k, v in result.scores.items()))
-        if args.out:
-            out = Path(args.out) / f"{bench}.jsonl"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("".join(json.dumps(i) + "\n" for i in result.items))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{bench}.jsonl").write_text("".join(json.dumps(i) + "\n" for i in result.items))
     for key, value in composites(scores).items():
         print(f"composite {key}: {value:.2f}")
+    print(f"per-item outputs: {out}/")
     return 0
 
 
@@ -194,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", cmd_evaluate, "Evaluate a starting model on benchmarks and print scores and composites.")
     p.add_argument("--model", default="micro-chat", help="PRESET-chat or PRESET-base (default micro-chat)")
     p.add_argument("--benchmarks", nargs="+", default=["all"], help="benchmark names or 'all'")
-    p.add_argument("--cap", type=int, default=None, help="evaluate at most this many items per benchmark")
+    p.add_argument("--cap", type=int, default=None, help="at most this many items per benchmark (default: the scale's caps)")
+    p.add_argument("--full", action="store_true", help="evaluate full sets, ignoring the scale's caps")
     p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--out", help="folder for per-item files")
+    p.add_argument("--out", help=f"folder for per-item files (default {DEFAULT_RESULTS}/evaluate/MODEL)")
 
     p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed).")
     p.add_argument("results", nargs="?", default=DEFAULT_RESULTS)
