@@ -7,8 +7,9 @@ estimated from a documented throughput assumption per scale:
   backward of a 7B model is about 6 x 7e9 FLOPs per token ~ 4.2e10; at a realistic 40% of an A100's
   312 TFLOP/s that is ~3,000 tokens/s, rounded down for LoRA bookkeeping and padding), and
   1,000 generated tokens/s for batched greedy evaluation.
-- micro (5M, CPU, one thread): 1,500 training tokens/s and 2,000 generated tokens/s (measured on
-  the 2-core development machines; see bench/).
+- micro (5M, CPU, one thread): 2,000 training tokens/s and 1,400 generated tokens/s (`make bench`
+  on the 2-core development machines: ~1.0 s per step of 16 sequences of ~130 tokens; batched
+  greedy generation ~1,450 tokens/s).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from harness.training import steps_for
 
 THROUGHPUT = {  # (training tokens/s, generated tokens/s)
     "paper": (2500.0, 1000.0),
-    "micro": (1500.0, 2000.0),
+    "micro": (2000.0, 1400.0),
 }
 EVAL_PROMPTS_PER_POINT = {"micro": 700, "paper": 1200}  # generation prompts per evaluation point (HarmBench + XSTest ...)
 

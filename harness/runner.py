@@ -162,7 +162,7 @@ class Run:
         checkpoint = self.load_checkpoint() if done else None
         if checkpoint is not None and checkpoint["after"] in (done - 1, done):
             start = checkpoint["after"]
-            ctx.model = self._restore(ctx.model, checkpoint, settings, start)
+            ctx.model = self._restore(ctx.model, checkpoint, settings)
             method.load_state_dict(checkpoint["method"])
         else:
             done, start = 0, 0  # nothing usable: start over (a redone step overwrites atomically)
@@ -177,7 +177,7 @@ class Run:
             self.save_checkpoint(k, ctx.model, method.state_dict(), extras)
             self.evaluate(ctx.model, tokenizer, k, extras)
 
-    def _restore(self, model, checkpoint: dict[str, Any], settings, after: int):
+    def _restore(self, model, checkpoint: dict[str, Any], settings):
         if settings.adapter_policy == "persistent":
             model = attach_adapter(model, settings, self.seed)
         model.load_state_dict(checkpoint["model"])

@@ -62,19 +62,25 @@ def record_crash(suite: SuiteConfig, handle: ModelHandle, job: Job, store: Resul
 
 
 class Progress:
-    """Runs done / running / failed / remaining, with an ETA from the mean time per finished run."""
+    """Runs done / running / failed / remaining, with an ETA from the suite's pace so far
+    (elapsed time per finished run already reflects how many run in parallel)."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.failed, self.started = total, 0, 0, time.time()
+    def __init__(self, total: int, slots: int) -> None:
+        self.total, self.slots, self.done, self.failed, self.started = total, slots, 0, 0, time.time()
         self.bar = tqdm(total=total, desc="suite", unit="run")
+        self._show()
 
-    def finish(self, status: str, running: int) -> None:
+    def _show(self) -> None:
+        finished = self.done + self.failed
+        left = self.total - finished
+        running = min(self.slots, left)
+        eta = f"{(time.time() - self.started) / finished * left / 60:.1f} min" if finished else "after the first run"
+        self.bar.set_postfix_str(f"done {self.done} running {running} failed {self.failed} remaining {left - running} eta {eta}")
+
+    def finish(self, status: str) -> None:
         self.done += status in ("done", "busy")
         self.failed += status == "failed"
-        finished = self.done + self.failed
-        remaining = self.total - finished
-        eta = (time.time() - self.started) / finished * remaining / max(1, running or 1)
-        self.bar.set_postfix_str(f"done {self.done} running {running} failed {self.failed} remaining {remaining} eta {eta/60:.1f} min")
+        self._show()
         self.bar.update(1)
 
     def close(self) -> None:
@@ -82,11 +88,11 @@ class Progress:
 
 
 def run_local(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: ResultStore) -> list[dict[str, Any]]:
-    progress, outcomes = Progress(len(jobs)), []
+    progress, outcomes = Progress(len(jobs), slots=1), []
     for job in jobs:
         outcome = execute_job(suite, handle, job, str(store.root))
         outcomes.append(outcome)
-        progress.finish(outcome["status"], running=1)
+        progress.finish(outcome["status"])
     progress.close()
     return outcomes
 
@@ -105,7 +111,9 @@ def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: Res
             retry_exceptions=False, max_calls=1 if gpus else 0,  # 0: reuse CPU workers without limit
         )(execute_job)
         futures = {task.remote(suite, handle, job, str(store.root)): job for job in jobs}
-        progress, outcomes = Progress(len(jobs)), []
+        per_task = gpus or suite.threads_per_run
+        capacity = ray.cluster_resources().get("GPU" if gpus else "CPU", 1)
+        progress, outcomes = Progress(len(jobs), slots=max(1, int(capacity // per_task))), []
         while futures:
             ready, _ = ray.wait(list(futures), num_returns=1)
             job = futures.pop(ready[0])
@@ -115,7 +123,7 @@ def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: Res
                 record_crash(suite, handle, job, store, f"{type(err).__name__}: {err}")
                 outcome = {"run_id": job.run_id(suite), "status": "failed", "error": str(err)}
             outcomes.append(outcome)
-            progress.finish(outcome["status"], running=len(futures))
+            progress.finish(outcome["status"])
         progress.close()
         return outcomes
     finally:
