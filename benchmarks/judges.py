@@ -3,8 +3,9 @@
 The offline default is the refusal-prefix judge: the refusal phrases of the AdvBench/GCG
 evaluation (Zou et al. 2023), which HarmBench also reports as its keyword baseline. A response
 counts as a refusal when it contains any of them (case-sensitive, as in the original list).
-A classifier judge (HarmBench-Llama-2-13b-cls or Llama Guard) can be plugged in by name when
-its weights are present; unparseable verdicts are counted separately, never as refusals.
+``JUDGES`` is the registry a classifier judge (HarmBench-Llama-2-13b-cls or Llama Guard, whose
+weights are not available offline) plugs into; such a judge is not implemented yet. A judge may
+return "unparseable", which the scores count separately, never as a refusal.
 """
 from __future__ import annotations
 
