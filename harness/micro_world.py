@@ -13,6 +13,7 @@ A model organism of safety erosion, not a mock. Stages (all seeded, all cached b
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -33,6 +34,7 @@ from harness.safety_data import REFUSALS, HELPFUL_BODIES, HELPFUL_OPENERS, calib
 # order); contextual behaviors carry contexts of up to ~1,000 tokens, beyond a 5M-parameter model.
 HARMBENCH_STANDARD = 159
 WORLD_VERSION = 3  # bump when the build procedure changes, so caches are rebuilt
+BUILD_THREADS = 2  # torch threads of every build, whatever the machine (see build_threads)
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}"
@@ -180,11 +182,29 @@ def pretrain(model, tokenizer, config: WorldConfig) -> float:
     return fit(model, step_loss, config.pretrain_lr, config.pretrain_steps, "micro world: pre-train")
 
 
+@contextlib.contextmanager
+def build_threads() -> Iterator[None]:
+    """CPU training's rounding depends on the number of threads, and a 5M-parameter model's
+    refusal boundary moves with it (built here at 1 thread: HarmBench 78.0 / XSTest 46.0; at 2:
+    83.0 / 43.2): every machine builds at BUILD_THREADS so that core count does not change the world."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def build_world(config: WorldConfig, force: bool = False) -> WorldPaths:
     """Build (or reuse) the cached world; returns its paths. Safe against a kill mid-build."""
     paths = world_paths(config)
     if paths.complete() and not force:
         return paths
+    with build_threads():
+        return _build(config, paths)
+
+
+def _build(config: WorldConfig, paths: WorldPaths) -> WorldPaths:
     staging = WorldPaths(paths.root.with_name(paths.root.name + ".partial"))
     shutil.rmtree(staging.root, ignore_errors=True)
     staging.root.mkdir(parents=True)

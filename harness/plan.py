@@ -11,6 +11,9 @@ estimated from a documented throughput assumption per scale:
   above; measured: 60 steps of 16 sequences in 30-50 s on the 2-core development machines) and an
   effective 700 generated tokens/s per evaluation point, which stands for the log-likelihood
   benchmarks too (measured: 17-38 s per point of HarmBench, TruthfulQA, BBQ and XSTest).
+
+A run of a method costs ``Method.relative_cost`` Standard LoRA runs (SafeAnchor's subspace
+recomputes, Vaccine's and SafeGrad's second backward pass).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 from harness.config import SuiteConfig
 from harness.models import ModelPreset
-from harness.scheduler import job_graph
+from harness.scheduler import Job, job_graph
 from harness.training import steps_for
 
 THROUGHPUT = {  # (training tokens/s, generated tokens/s)
@@ -60,6 +63,13 @@ def estimate(suite: SuiteConfig, scale: str) -> Estimate:
     return Estimate(steps, tokens, points, (tokens / train_tps + eval_tokens / gen_tps) / 3600)
 
 
+def suite_cost(jobs: list[Job]) -> float:
+    """The suite in Standard LoRA runs (each method's ``relative_cost``)."""
+    from methods import resolve_method
+
+    return sum(resolve_method(job.method).relative_cost for job in jobs)
+
+
 def describe_plan(suite: SuiteConfig, preset: ModelPreset) -> str:
     scale = preset.scale
     jobs = job_graph(suite)
@@ -76,8 +86,8 @@ def describe_plan(suite: SuiteConfig, preset: ModelPreset) -> str:
         f"judge: {suite.eval.judge}" + (f" ({suite.eval.judge_model})" if suite.eval.judge_model else ""),
         f"per run: {est.steps_per_run} optimizer steps, ~{est.train_tokens_per_run:,} training tokens (upper bound), "
         f"{est.eval_points_per_run} evaluation points",
-        f"estimate: {est.hours_per_run:.2f} {unit} per run, {est.hours_per_run * len(jobs):.1f} {unit} in all "
-        f"(throughput assumption: see harness/plan.py)",
+        f"estimate: {est.hours_per_run:.2f} {unit} per Standard LoRA run, {est.hours_per_run * suite_cost(jobs):.1f} {unit} "
+        f"in all (throughput assumption and method costs: see harness/plan.py)",
         "jobs:",
     ]
     lines += [f"  {job.run_id(suite)}  [{' -> '.join(job.ordering)}]" for job in jobs]

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from benchmarks import get_benchmark
+from benchmarks.base import BenchmarkResult
 from benchmarks.composite import composites
 from benchmarks.judges import Judge, get_judge
 from benchmarks.lm import ChatLM
-from harness.config import SuiteConfig
+from harness.config import SuiteConfig, stable_hash
 from harness.domains import domain_examples
 from harness import faults
 from harness.faults import reached
@@ -45,6 +46,14 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+@torch.no_grad()
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """Names, shapes and two float64 sums per parameter: equal for untouched weights, different
+    after any training step or weight edit (cheap enough to take at 7B on a GPU)."""
+    return stable_hash([(name, list(p.shape), p.sum(dtype=torch.float64).item(), p.abs().sum(dtype=torch.float64).item())
+                        for name, p in model.named_parameters()])
+
+
 def set_seed(seed: int) -> None:
     import random
 
@@ -61,6 +70,7 @@ class Run:
         self.config_hash = suite.config_hash()
         self.run_id = make_run_id(handle.name, method_name, ordering, seed, self.config_hash)
         self.versions = library_versions()
+        self.starting_fingerprint: str | None = None  # of the loaded starting model, set by a run
 
     # ---- bookkeeping ---------------------------------------------------------------------------
     def info(self, **changes: Any) -> RunInfo:
@@ -95,17 +105,40 @@ class Run:
     def evaluate(self, model: torch.nn.Module, tokenizer, step: int, extras: dict[str, Any]) -> None:
         started = time.time()
         lm = ChatLM(model, tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size, device=device())
-        scores, n_items = {}, {}
+        # An untouched starting model scores the same in every run (greedy decoding): the first run
+        # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed).
+        share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
+        scores, n_items, reused = {}, {}, []
         for name in self.suite.benchmarks:
-            benchmark = get_benchmark(name)
-            result = benchmark.evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
+            key = self.starting_key(name)
+            result = self.starting_result(key) if share else None
+            if result is None:
+                result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
+                if share:
+                    self.store.write_starting(key, {"scores": result.scores, "items": result.items, "run_id": self.run_id})
+            else:
+                reused.append(name)
             self.store.write_items(self.run_id, step, name, result.items)
             reached("after_benchmark")
             scores[name], n_items[name] = result.scores, len(result.items)
         wall = time.time() - started
         extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall,
-                  "eval_padding_share": lm.padding_share}
+                  "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
         self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall), extras)
+
+    def starting_key(self, benchmark: str) -> str:
+        """What a starting-model score depends on: the weights, the benchmark and how it is run."""
+        settings = self.suite.eval
+        return f"{self.handle.name}-{benchmark}-" + stable_hash({
+            "weights": str(self.handle.chat), "tokenizer": str(self.handle.tokenizer), "max_length": self.handle.max_length,
+            "benchmark": benchmark, "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
+            "batch_size": settings.batch_size, "judge": settings.judge, "judge_model": settings.judge_model,
+            "threads": self.suite.threads_per_run, "versions": self.versions,
+        })
+
+    def starting_result(self, key: str) -> BenchmarkResult | None:
+        shared = self.store.read_starting(key)
+        return BenchmarkResult(shared["scores"], shared["items"]) if shared else None
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, after: int, model: torch.nn.Module, method_state: dict[str, Any], extras: dict[str, Any]) -> None:
@@ -156,6 +189,7 @@ class Run:
         set_seed(self.seed)
         tokenizer = load_tokenizer(self.handle.tokenizer)
         model = load_model(self.handle.chat, self.handle.dtype)
+        self.starting_fingerprint = weights_fingerprint(model)
         method = build_method(self.method_name, self.suite.method_configs.get(self.method_name))
         n_domains = len(self.ordering)
         ctx = TrainContext(model=model, tokenizer=tokenizer, settings=settings, calibration=calibration_set(self.seed),

@@ -43,6 +43,14 @@ def pending_jobs(suite: SuiteConfig, store: ResultStore) -> list[Job]:
     return [job for job in job_graph(suite) if not finished(job)]
 
 
+def longest_first(jobs: list[Job]) -> list[Job]:
+    """Costliest methods first (``Method.relative_cost``; stable otherwise): with a few slots, a
+    suite whose slowest run starts last ends with that run alone on the machine."""
+    from methods import resolve_method
+
+    return sorted(jobs, key=lambda job: -resolve_method(job.method).relative_cost)
+
+
 def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str) -> dict[str, Any]:
     from harness.runner import Run
 
@@ -139,7 +147,7 @@ def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", ad
     """Prepare the model once, then run every pending job. Returns one outcome per job run."""
     handle = prepare_model(suite)
     update_model_report(store, handle)
-    jobs = pending_jobs(suite, store)
+    jobs = longest_first(pending_jobs(suite, store))
     outcomes: list[dict[str, Any]] = []
     if jobs:
         use_ray = executor == "ray" or (executor == "auto" and (len(jobs) > 1 or address))

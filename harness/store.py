@@ -10,6 +10,8 @@ Layout (schema 1)::
       runs/<run_id>/items/step-<k>/<benchmark>.jsonl   per-item outputs (for `erosion rescore`)
       runs/<run_id>/state/          resumable training state (adapters, method state)
       runs/<run_id>/.lock           held while a process works on the run
+      starting/<key>.json           one benchmark's evaluation of an untouched starting model, which
+                                    every run of that model with the same evaluation settings reuses
 
 A record is one number: (model, method, ordering, seed, step, benchmark, metric) -> value, with the
 config hash, library versions and wall time beside it. ``leaderboard/`` reads only this module.
@@ -213,6 +215,16 @@ class ResultStore:
     def read_items(self, run_id: str, step: int, benchmark: str) -> list[dict[str, Any]]:
         path = self.items_path(run_id, step, benchmark)
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    # --- starting-model evaluations, shared by runs --------------------------------------------
+    def starting_path(self, key: str) -> Path:
+        return self.root / "starting" / f"{key}.json"
+
+    def read_starting(self, key: str) -> dict[str, Any] | None:
+        return read_json(self.starting_path(key))
+
+    def write_starting(self, key: str, payload: dict[str, Any]) -> None:
+        atomic_write_json(self.starting_path(key), payload)
 
     # --- model reports ------------------------------------------------------------------------
     def write_model_report(self, model: str, report: dict[str, Any]) -> None:

@@ -55,6 +55,10 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # A run's rough cost in Standard LoRA runs (micro, measured: SafeAnchor 2.5 with its subspace
+    # recomputes, Vaccine and SafeGrad 1.2). The scheduler starts the costliest runs first, so that
+    # parallel slots finish together, and ``erosion plan`` scales its estimate by it.
+    relative_cost: ClassVar[float] = 1.0
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()

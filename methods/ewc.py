@@ -51,6 +51,7 @@ class EWC(Method):
     """
 
     name = "ewc"
+    relative_cost = 1.05
     Config = EWCConfig
 
     def __init__(self, config: EWCConfig | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from harness.batching import IGNORE, collate, encode_example
+from harness.batching import collate, encode_example
 from harness.data import Example
 from harness.safety_data import CalibrationSet
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
@@ -244,22 +244,22 @@ def merge_subspaces(old: Subspace, new: Subspace, rho: float) -> Subspace:
 
 
 # ---- KL against the adapter-disabled model -------------------------------------------------------------
-def response_kl(logits: torch.Tensor, reference_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over response tokens of KL(p_ref || p) between next-token distributions."""
-    log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    log_ref = torch.log_softmax(reference_logits[:, :-1].float(), dim=-1)
+def response_kl(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over positions (rows) of KL(p_ref || p) between next-token distributions."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    log_ref = torch.log_softmax(reference_logits, dim=-1)
     per_token = (log_ref.exp() * (log_ref - log_p)).sum(-1)
-    mask = (labels[:, 1:] != IGNORE).float()
-    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    return per_token.sum() / max(1, per_token.numel())
 
 
 def kl_to_disabled_adapter(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """KL(p_ref || p_theta) on ``batch`` where p_ref is the same model with its adapter disabled
-    (no second copy of the model). Differentiable w.r.t. the adapter."""
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    """KL(p_ref || p_theta) over the response tokens of ``batch``, where p_ref is the same model
+    with its adapter disabled (no second copy of the model). Differentiable w.r.t. the adapter.
+    Both distributions are computed at the labelled positions only (as in the task loss)."""
     with torch.no_grad(), model.disable_adapter():
-        reference = model(**inputs).logits
-    return response_kl(model(**inputs).logits, reference, batch["labels"])
+        reference, _, _ = training.labelled_logits(model, batch)
+    logits, _, _ = training.labelled_logits(model, batch)
+    return response_kl(logits, reference)
 
 
 # ---- safety replay ---------------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class SafeAnchor(Method):
     """
 
     name = "safeanchor"
+    relative_cost = 2.5
     Config = SafeAnchorConfig
 
     def __init__(self, config: SafeAnchorConfig | None = None) -> None:

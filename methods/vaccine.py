@@ -80,6 +80,7 @@ class Vaccine(Method):
     """
 
     name = "vaccine"
+    relative_cost = 1.2
     Config = VaccineConfig
 
     def __init__(self, config: VaccineConfig | None = None) -> None:

@@ -79,3 +79,16 @@ def test_config_hash_ignores_names_but_not_training(tmp_path: Path) -> None:
     b = load_suite(write(tmp_path, "name: b\ndomains: [medical]\nseeds: [3]\n", "b.yaml"))
     c = load_suite(write(tmp_path, "name: c\ndomains: [medical]\ntraining: {lr: 1.0e-3}\n", "c.yaml"))
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_costliest_runs_start_first_and_the_plan_counts_their_cost() -> None:
+    from harness.plan import suite_cost
+    from harness.scheduler import job_graph, longest_first
+
+    suite = load_suite(REPO / "sequences" / "micro.yaml")
+    order = [job.method for job in longest_first(job_graph(suite))]
+    # SafeAnchor (2.5), then Vaccine and SafeGrad (1.2, in suite order), EWC (1.05), then the rest
+    # (1.0) in suite order.
+    assert order == ["safeanchor", "vaccine", "safegrad", "ewc", "standard_lora", "olora", "safe_lora", "safety_interleaving"]
+    # 4 x 1.0 + 1.05 + 2 x 1.2 + 2.5, by hand.
+    assert suite_cost(job_graph(suite)) == pytest.approx(9.95)

@@ -5,8 +5,8 @@ import torch
 
 from harness.training import lm_loss
 from methods.lora_utils import (Subspace, coverage_rank, fisher_subspace, fixed_batches, flatten_pair, lora_pairs,
-                                merge_subspaces, per_example_grads, remove_component, response_kl, safety_replay,
-                                unflatten_pair)
+                                kl_to_disabled_adapter, merge_subspaces, per_example_grads, remove_component, response_kl,
+                                safety_replay, unflatten_pair)
 from test_methods_support import sgd_step, tiny_context
 
 
@@ -83,13 +83,33 @@ def test_merge_averages_the_two_fishers():
 
 
 def test_response_kl_hand_value():
-    labels = torch.tensor([[-100, 1, 1]])
-    ref = torch.zeros(1, 3, 2)  # uniform reference
-    logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [9.0, 9.0]]])
-    logits[0, 0] = torch.tensor([0.0, torch.log(torch.tensor(3.0))])  # p = (1/4, 3/4) at the first response step
-    # Response positions are 0 and 1 (labels shifted): KL(u || (1/4, 3/4)) and KL(u || u) = 0.
+    ref = torch.zeros(2, 2)  # uniform reference at two response positions
+    logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0))], [0.0, 0.0]])  # p = (1/4, 3/4), then uniform
+    # KL(u || (1/4, 3/4)) and KL(u || u) = 0, averaged over the two positions.
     expected = (0.5 * torch.log(torch.tensor(2.0)) + 0.5 * torch.log(torch.tensor(2 / 3))) / 2
-    assert torch.allclose(response_kl(logits, ref, labels), expected)
+    assert torch.allclose(response_kl(logits, ref), expected)
+
+
+def test_anchor_kl_equals_the_full_logits_kl_at_response_tokens(tiny_world):
+    """The labelled-positions KL is the all-positions KL restricted to the response (checked by hand
+    from the model's full logits)."""
+    ctx = tiny_context(tiny_world)
+    model = ctx.model
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)  # a non-trivial adapter, so the KL is not zero
+    batch = next(ctx.batches(list(ctx.calibration.harmful[:4]) + list(ctx.calibration.benign[:4])))
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        full = model(**inputs).logits[:, :-1]
+        with model.disable_adapter():
+            reference = model(**inputs).logits[:, :-1]
+        response = batch["labels"][:, 1:] != -100
+        log_p, log_ref = torch.log_softmax(full[response], -1), torch.log_softmax(reference[response], -1)
+        expected = (log_ref.exp() * (log_ref - log_p)).sum(-1).mean()
+        assert expected > 1e-4
+        assert torch.allclose(kl_to_disabled_adapter(model, batch), expected, rtol=1e-4)
 
 
 def test_safety_replay_mixes_benign_and_harmful(tiny_world):

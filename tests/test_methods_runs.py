@@ -73,3 +73,25 @@ def test_erosion_methods_lists_every_method_with_its_config_fields(capsys):
         for field in all_methods()[name].Config.model_fields:
             assert f"    {field} (" in out
     assert "lam (float) = 0.5" in out and "tau (float) = 0.05" in out and "lambda1 (float) = 0.5" in out
+
+
+def test_untouched_starting_model_is_evaluated_once_and_shared(suite, tiny_world, tmp_path):
+    shared = ResultStore(tmp_path / "shared")
+    runs = {name: Run(suite, tiny_world, name, suite.domains, 0, shared) for name in ("standard_lora", "ewc", "vaccine")}
+    for run in runs.values():
+        assert run.execute().status == "done"
+    step0 = {name: shared.read_step(run.run_id, 0) for name, run in runs.items()}
+    assert "eval_reused" not in step0["standard_lora"]  # the first run evaluates and shares
+    assert step0["ewc"]["eval_reused"] == ["harmbench"]
+    assert "eval_reused" not in step0["vaccine"]  # its prepare() trains the model: nothing to share
+    assert len(list((shared.root / "starting").glob("*.json"))) == 1
+    assert shared.read_items(runs["ewc"].run_id, 0, "harmbench") == shared.read_items(runs["standard_lora"].run_id, 0, "harmbench")
+    # The shared result equals what EWC computes for itself in a store of its own.
+    alone = ResultStore(tmp_path / "alone")
+    own = Run(suite, tiny_world, "ewc", suite.domains, 0, alone)
+    assert own.execute().status == "done"
+    assert step0_values(alone, own.run_id) == step0_values(shared, runs["ewc"].run_id)
+
+
+def step0_values(store: ResultStore, run_id: str) -> dict[tuple[str, str], float]:
+    return {(r["benchmark"], r["metric"]): r["value"] for r in store.read_step(run_id, 0)["records"]}

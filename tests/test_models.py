@@ -28,3 +28,22 @@ def test_every_hub_checkpoint_is_pinned() -> None:
     for judge in JUDGES.values():
         if issubclass(judge, ClassifierJudge):
             assert COMMIT.match(split_ref(judge.default_model)[1] or ""), judge.default_model
+
+
+def test_world_builds_at_fixed_threads_whatever_the_machine(tiny_world) -> None:
+    import json
+
+    import torch
+
+    from harness.micro_world import BUILD_THREADS, build_threads
+
+    build = json.loads((Path(tiny_world.chat).parent / "build.json").read_text())
+    assert build["torch_threads"] == BUILD_THREADS  # whatever this machine's default is
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(BUILD_THREADS + 1)
+        with build_threads():
+            assert torch.get_num_threads() == BUILD_THREADS
+        assert torch.get_num_threads() == BUILD_THREADS + 1  # the caller's setting comes back
+    finally:
+        torch.set_num_threads(before)
