@@ -36,6 +36,8 @@ class SafeAnchorConfig(MethodConfig):
     lam: float = Field(0.5, ge=0, description="alpha_i = max(0, 1 - lam * tr(F_i) / mean_j tr(F_j))")
     project: Literal["gradient", "update", "both"] = Field("both", description="project the task gradient, the AdamW update, or both")
     gamma: float = Field(0.1, ge=0, description="weight of the anchor KL(p_{theta_{t-1}} || p_theta) on safety data")
+    anchor_batch_size: int | None = Field(None, gt=0, description="safety examples per micro-batch in the anchor KL and "
+                                          "the repair loss (None: batch_size / grad_accum, one safety batch per optimizer step)")
     # CSM
     tau: float = Field(0.05, ge=0, lt=1, description="repair when s_t < (1 - tau) s_0")
     repair_steps: int = Field(200, ge=0, description="E_repair: steps of the corrective block (0: monitor only)")
@@ -76,9 +78,9 @@ class SafeAnchor(Method):
     N = 500) covering rho = 90% of tr(F_i); OSCA steps on g_i <- g_i - (1 - alpha_i) V_i V_i^T g_i with
     alpha_i = max(0, 1 - lambda tr(F_i)) (lambda = 0.5, tr relative to the mean over layers), projects
     the AdamW update the same way, and adds gamma KL(p_{theta_{t-1}} || p_theta) on safety data
-    (gamma = 0.1, not projected); CSM measures the probe refusal rate s_t after each domain and, if
-    s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair = 200 OSCA steps on safety + domain data with
-    weight beta = 1 on the safety loss.
+    (gamma = 0.1, not projected; one safety batch per optimizer step); CSM measures the probe
+    refusal rate s_t after each domain and, if s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair =
+    200 OSCA steps on safety + domain data with weight beta = 1 on the safety loss.
 
     SSI schedule: a fresh adapter has B = 0, so every lora_A gradient is zero and a subspace computed
     at step 0 protects nothing in A. V_i is therefore computed when the domain starts, recomputed at
@@ -124,8 +126,14 @@ class SafeAnchor(Method):
         self.memory = {layer: space.to(device) for layer, space in self.memory.items()}
         self.refresh(ctx)
         replay = safety_replay(ctx.calibration, cfg.calibration_size, 0.5, ctx.seed * 1000 + ctx.domain_index)
-        self._anchor_stream = ctx.batches(replay, seed_offset=_ANCHOR_OFFSET + ctx.domain_index)
+        self._anchor_stream = ctx.batches(replay, self.anchor_batch_size(ctx.settings), seed_offset=_ANCHOR_OFFSET + ctx.domain_index)
         self.report = {}
+
+    def anchor_batch_size(self, settings) -> int:
+        """The expectation over safety data in the anchor term is estimated on one batch per
+        optimizer step, spread over its micro-batches (a KL per micro-batch of a full batch would
+        spend grad_accum times the compute on one estimate: measured 1.60x a Standard step, not 1.34x)."""
+        return self.config.anchor_batch_size or max(1, settings.batch_size // settings.grad_accum)
 
     def extra_loss(self, ctx, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         cfg = self.config

@@ -4,10 +4,12 @@ of a --quick run on shared cores mean nothing."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,3 +61,13 @@ def test_quick_bench_writes_the_results_schema(tiny_world, tmp_path: Path) -> No
     rerun = bench(out, "gpu")  # --only remeasures one item and keeps the others
     assert list(rerun["items"]) == ["ssi", "gpu"] and rerun["items"]["ssi"] == ssi
     assert [t["id"] for t in rerun["targets"]] == ["2a", "2b", "2c", "6"] and len(rerun["runs"]) == 2
+
+
+def test_loglog_slope_by_hand_and_unmeasured_points_left_out() -> None:
+    from bench.ssi import loglog_slope
+
+    assert loglog_slope([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
+    assert loglog_slope([1, 2, 4], [1, 4, 16]) == pytest.approx(2.0)
+    # A 0 MiB reading (below what RSS resolves) is not a measurement of growth.
+    assert loglog_slope([8192, 32768, 131072], [0, 250, 1000]) == pytest.approx(1.0)
+    assert math.isnan(loglog_slope([1, 2], [0, 5]))

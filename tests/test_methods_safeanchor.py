@@ -139,3 +139,13 @@ def test_memory_is_merged_across_domains_and_survives_a_resume(tiny_world):
         # The merged basis still spans the remembered lora_A directions (a fresh adapter has none of its own).
         n_b = nxt.trainable()[lora_pairs(nxt.trainable())[layer].b].numel()
         assert a_block(space, n_b).abs().max() > 0
+
+
+def test_anchor_uses_one_safety_batch_per_optimizer_step(tiny_world):
+    ctx = tiny_context(tiny_world, batch_size=4, grad_accum=2)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL))
+    method.before_domain(ctx)
+    assert next(method._anchor_stream)["input_ids"].shape[0] == 2  # 4 examples per step over 2 micro-batches
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, anchor_batch_size=3))
+    method.before_domain(ctx)
+    assert next(method._anchor_stream)["input_ids"].shape[0] == 3
