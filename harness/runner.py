@@ -115,7 +115,8 @@ class Run:
             if result is None:
                 result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
                 if share:
-                    self.store.write_starting(key, {"scores": result.scores, "items": result.items, "run_id": self.run_id})
+                    # Scores as pairs: JSON files are written with sorted keys, and metric order must survive.
+                    self.store.write_starting(key, {"scores": list(result.scores.items()), "items": result.items, "run_id": self.run_id})
             else:
                 reused.append(name)
             self.store.write_items(self.run_id, step, name, result.items)
@@ -138,7 +139,7 @@ class Run:
 
     def starting_result(self, key: str) -> BenchmarkResult | None:
         shared = self.store.read_starting(key)
-        return BenchmarkResult(shared["scores"], shared["items"]) if shared else None
+        return BenchmarkResult(dict(shared["scores"]), shared["items"]) if shared else None
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, after: int, model: torch.nn.Module, method_state: dict[str, Any], extras: dict[str, Any]) -> None:

@@ -91,6 +91,8 @@ def test_untouched_starting_model_is_evaluated_once_and_shared(suite, tiny_world
     own = Run(suite, tiny_world, "ewc", suite.domains, 0, alone)
     assert own.execute().status == "done"
     assert step0_values(alone, own.run_id) == step0_values(shared, runs["ewc"].run_id)
+    # ... in the same order (a resumed run's records must equal an uninterrupted run's, order too).
+    assert list(step0_values(alone, own.run_id)) == list(step0_values(shared, runs["ewc"].run_id))
 
 
 def step0_values(store: ResultStore, run_id: str) -> dict[tuple[str, str], float]:
