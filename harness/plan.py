@@ -65,9 +65,7 @@ def estimate(suite: SuiteConfig, scale: str) -> Estimate:
 
 def suite_cost(jobs: list[Job]) -> float:
     """The suite in Standard LoRA runs (each method's ``relative_cost``)."""
-    from methods import resolve_method
-
-    return sum(resolve_method(job.method).relative_cost for job in jobs)
+    return sum(job.cost() for job in jobs)
 
 
 def describe_plan(suite: SuiteConfig, preset: ModelPreset) -> str:

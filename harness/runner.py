@@ -110,11 +110,11 @@ class Run:
         share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
         scores, n_items, reused = {}, {}, []
         for name in self.suite.benchmarks:
-            key = self.starting_key(name)
-            result = self.starting_result(key) if share else None
+            key = self.starting_key(name) if share else None
+            result = self.starting_result(key) if key else None
             if result is None:
                 result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
-                if share:
+                if key:
                     # Scores as pairs: JSON files are written with sorted keys, and metric order must survive.
                     self.store.write_starting(key, {"scores": list(result.scores.items()), "items": result.items, "run_id": self.run_id})
             else:

@@ -29,6 +29,12 @@ class Job:
     def run_id(self, suite: SuiteConfig) -> str:
         return make_run_id(suite.model, self.method, list(self.ordering), self.seed, suite.config_hash())
 
+    def cost(self) -> float:
+        """The run's cost in Standard LoRA runs (its method's ``relative_cost``)."""
+        from methods import resolve_method
+
+        return resolve_method(self.method).relative_cost
+
 
 def job_graph(suite: SuiteConfig) -> list[Job]:
     return [Job(m, tuple(o), s) for o in suite.domain_orderings() for s in suite.seeds for m in suite.methods]
@@ -46,9 +52,7 @@ def pending_jobs(suite: SuiteConfig, store: ResultStore) -> list[Job]:
 def longest_first(jobs: list[Job]) -> list[Job]:
     """Costliest methods first (``Method.relative_cost``; stable otherwise): with a few slots, a
     suite whose slowest run starts last ends with that run alone on the machine."""
-    from methods import resolve_method
-
-    return sorted(jobs, key=lambda job: -resolve_method(job.method).relative_cost)
+    return sorted(jobs, key=lambda job: -job.cost())
 
 
 def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str) -> dict[str, Any]:
