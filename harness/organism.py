@@ -13,10 +13,17 @@ TARGETS = {("harmbench", "refusal_rate"): 30.0, ("composite", "safety"): 10.0}
 
 
 def standard_lora_records(store: ResultStore, model: str) -> list[dict[str, Any]]:
-    """Records of finished Standard LoRA runs of ``model`` in the paper's order."""
+    """Records of finished Standard LoRA runs of ``model`` in the paper's order, of the newest
+    config only: a results folder keeps the runs of an earlier config (other steps per domain,
+    other caps) beside the current ones, and averaging them would mix two settings."""
+    runs = [info for info in store.runs()
+            if (info.status, info.model, info.method, info.ordering) == ("done", model, "standard_lora", PAPER_ORDER)]
+    if not runs:
+        return []
+    newest = max(runs, key=lambda info: (info.started_at, info.run_id)).config_hash
     records = []
-    for info in store.runs():
-        if (info.status, info.model, info.method, info.ordering) == ("done", model, "standard_lora", PAPER_ORDER):
+    for info in runs:
+        if info.config_hash == newest:
             for step in range(len(PAPER_ORDER) + 1):
                 records += (store.read_step(info.run_id, step) or {"records": []})["records"]
     return records
