@@ -48,7 +48,7 @@ test-fast: prefetch
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: world
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --results $(RESULTS)
 
 clean:
 	rm -rf $(RESULTS)

@@ -29,10 +29,13 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Options:
     """How big to measure: ``quick`` shrinks every size to seconds (the smoke test); ``threads`` is
-    torch's intra-op thread count (1 matches a run's default ``threads_per_run``)."""
+    torch's intra-op thread count (1 matches a run's default ``threads_per_run``); ``results`` is the
+    results folder whose default-suite runs give the suite's wall time (target 4d), relative to the
+    repository unless absolute."""
 
     quick: bool = False
     threads: int = 1
+    results: str = "results"
 
     def pick(self, full: T, quick: T) -> T:
         return quick if self.quick else full

@@ -112,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated items among: {', '.join(ITEMS)}")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for results.json and results.md (default: bench/)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as threads_per_run)")
+    parser.add_argument("--results", default=Options.results,
+                        help="results folder of a `make leaderboard` run, read for the default suite's wall time (default: results/)")
     args = parser.parse_args(argv)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    results = run(parse_names(args.only), Options(quick=args.quick, threads=args.threads))
+    results = run(parse_names(args.only), Options(quick=args.quick, threads=args.threads, results=args.results))
     if args.only:
         results = merged(read_previous(args.out), results)
     write(results, args.out)

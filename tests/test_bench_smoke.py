@@ -34,7 +34,7 @@ def test_quick_bench_writes_the_results_schema(tiny_world, tmp_path: Path) -> No
     machine = results["machine"]
     assert machine["cpu_count"] >= 1 and machine["torch_threads"] == 1
     assert {"torch", "transformers", "peft", "lm_eval", "ray"} <= set(machine["versions"])
-    assert results["options"] == {"quick": True, "threads": 1, "only": ["ssi", "gpu"]}
+    assert results["options"] == {"quick": True, "threads": 1, "results": "results", "only": ["ssi", "gpu"]}
     assert list(results["items"]) == ["ssi", "gpu"] and all("wall_s" in s and "error" not in s for s in results["items"].values())
 
     ssi = results["items"]["ssi"]
@@ -71,3 +71,30 @@ def test_loglog_slope_by_hand_and_unmeasured_points_left_out() -> None:
     # A 0 MiB reading (below what RSS resolves) is not a measurement of growth.
     assert loglog_slope([8192, 32768, 131072], [0, 250, 1000]) == pytest.approx(1.0)
     assert math.isnan(loglog_slope([1, 2], [0, 5]))
+
+
+def test_suite_wall_reads_the_suites_runs_from_a_results_folder(tmp_path: Path) -> None:
+    from bench.end_to_end import suite_wall
+    from harness.config import load_suite
+    from harness.scheduler import job_graph
+    from harness.store import ResultStore, RunInfo
+
+    suite = load_suite(REPO / "sequences" / "micro.yaml")
+    store = ResultStore(tmp_path)
+    jobs = job_graph(suite)
+    assert suite_wall(tmp_path, suite)["not_done"] == sorted(f"{j.method} s0" for j in jobs)
+
+    # Two at a time: run k starts at 100 + 60 * (k // 2) and takes 50 + k seconds.
+    for k, job in enumerate(jobs):
+        start = 100.0 + 60 * (k // 2)
+        store.write_run(RunInfo(job.run_id(suite), suite.model, "micro", job.method, list(job.ordering), job.seed,
+                                suite.config_hash(), status="done", started_at=start, finished_at=start + 50 + k,
+                                wall_time_s=50.0 + k))
+    wall = suite_wall(tmp_path, suite)
+    last = len(jobs) - 1
+    assert wall["available"] and wall["span_s"] == pytest.approx(60 * (last // 2) + 50 + last)
+    assert wall["runs_sum_s"] == pytest.approx(sum(50 + k for k in range(len(jobs))))
+
+    # Runs of another config (the suite before a settings change) are not this suite's.
+    older = load_suite(REPO / "sequences" / "micro.yaml", {"training": {"max_steps": 150}})
+    assert older.config_hash() != suite.config_hash() and not suite_wall(tmp_path, older)["available"]
