@@ -55,9 +55,10 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # A run's rough cost in Standard LoRA runs (micro, measured: SafeAnchor 2.5 with its subspace
-    # recomputes, Vaccine and SafeGrad 1.2). The scheduler starts the costliest runs first, so that
-    # parallel slots finish together, and ``erosion plan`` scales its estimate by it.
+    # A run's rough cost in Standard LoRA runs (the default micro suite, measured: SafeAnchor 3.4
+    # with its subspace recomputes and one 200-step CSM repair, Vaccine 1.4, SafeGrad 1.15, EWC
+    # 1.1). The scheduler starts the costliest runs first, so that parallel slots finish together,
+    # and ``erosion plan`` scales its estimate by it.
     relative_cost: ClassVar[float] = 1.0
 
     def __init__(self, config: MethodConfig | None = None) -> None:

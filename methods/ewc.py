@@ -51,7 +51,7 @@ class EWC(Method):
     """
 
     name = "ewc"
-    relative_cost = 1.05
+    relative_cost = 1.1
     Config = EWCConfig
 
     def __init__(self, config: EWCConfig | None = None) -> None:

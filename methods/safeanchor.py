@@ -102,7 +102,7 @@ class SafeAnchor(Method):
     """
 
     name = "safeanchor"
-    relative_cost = 2.5
+    relative_cost = 3.4
     Config = SafeAnchorConfig
 
     def __init__(self, config: SafeAnchorConfig | None = None) -> None:

@@ -53,7 +53,7 @@ class SafeGrad(Method):
     """
 
     name = "safegrad"
-    relative_cost = 1.2
+    relative_cost = 1.15
     Config = SafeGradConfig
 
     def __init__(self, config: SafeGradConfig | None = None) -> None:

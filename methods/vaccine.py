@@ -80,7 +80,7 @@ class Vaccine(Method):
     """
 
     name = "vaccine"
-    relative_cost = 1.2
+    relative_cost = 1.4
     Config = VaccineConfig
 
     def __init__(self, config: VaccineConfig | None = None) -> None:
