@@ -21,12 +21,12 @@ import torch
 from bench.common import REPO, Options, Target, bench_world, micro_training_settings, summary
 from bench.training_cost import Subject, timed_block
 from harness.batching import BatchStream
-from harness.config import load_suite
+from harness.config import SuiteConfig, load_suite
 from harness.domains import domain_examples
 from harness.micro_world import WORLD_PRESETS, world_paths
 from harness.models import load_model, load_tokenizer
 from harness.safety_data import calibration_set
-from harness.scheduler import job_graph
+from harness.scheduler import job_graph, pending_jobs
 from harness.store import ResultStore
 from harness.training import TrainContext, attach_adapter, steps_for
 from methods.standard_lora import StandardLoRA
@@ -44,15 +44,15 @@ def build_times(world: str) -> dict[str, Any]:
             "total_seconds": build["pretrain_seconds"] + build["align_seconds"]}
 
 
-def suite_wall(results: Path, suite: Any) -> dict[str, Any]:
+def suite_wall(results: Path, suite: SuiteConfig) -> dict[str, Any]:
     """The suite's wall time as its runs recorded it. The span from first start to last finish is
     the suite's time only when one invocation ran every run: a folder resumed after a pause spans
     the pause, so the span is reported beside each run's own wall time."""
     store = ResultStore(results)
-    infos = {f"{job.method} s{job.seed}": store.read_run(job.run_id(suite)) for job in job_graph(suite)}
-    missing = sorted(run for run, info in infos.items() if not (info and info.status == "done"))
+    missing = pending_jobs(suite, store)  # what `erosion run` would still run
     if missing:
-        return {"available": False, "results": str(results), "not_done": missing}
+        return {"available": False, "results": str(results), "not_done": sorted(f"{job.method} s{job.seed}" for job in missing)}
+    infos = {f"{job.method} s{job.seed}": store.read_run(job.run_id(suite)) for job in job_graph(suite)}
     done = list(infos.values())
     return {"available": True, "results": str(results),
             "span_s": max(i.finished_at for i in done) - min(i.started_at for i in done),
