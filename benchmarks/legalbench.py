@@ -2,9 +2,10 @@
 (closed label set, scored by balanced accuracy in LegalBench) as log-likelihood multiple choice.
 
 Prompt: the chat format the legal domain trains on (``harness.domains.legalbench_prompt``, with the
-task name lower-cased as in training) as the user turn; each label of the task is scored as the
-assistant's reply. Only the task's input columns are shown: columns that give the answer away
-(``parties_are_diverse``/``aic_is_met`` in diversity_*, ``slice`` in hearsay and
+task name lower-cased as in training) as the user turn, the assistant's reply opened with the
+training answer's prefix "The answer is"; each label of the task (" Yes", " No", ...) is scored as
+its continuation, as in MedQA. Only the task's input columns are shown: columns that give the
+answer away (``parties_are_diverse``/``aic_is_met`` in diversity_*, ``slice`` in hearsay and
 personal_jurisdiction, ``case id`` in statutory_reasoning_assessment) are left out.
 
 Metric: ``balanced_acc`` = mean over tasks of the task's balanced accuracy (mean recall over the
@@ -34,7 +35,7 @@ from typing import Any
 from benchmarks.base import Benchmark, Metric, take
 from benchmarks.lm import ChatLM
 from harness.data import read_csv
-from harness.domains import legal_inputs, legal_key, legalbench_label_column, legalbench_prompt, legalbench_task_dirs
+from harness.domains import ANSWER_PREFIX, legal_inputs, legal_key, legalbench_label_column, legalbench_prompt, legalbench_task_dirs
 
 SNAPSHOT = "386c97e"
 EXCLUDED_TASKS = {
@@ -151,9 +152,9 @@ class LegalBench(Benchmark):
         requests, spans = [], []
         for q in chosen:
             task: LegalTask = q["task"]
-            context = lm.chat_prompt(task.prompt(q["row"]))
+            context = lm.chat_prompt(task.prompt(q["row"]), reply_prefix=ANSWER_PREFIX)
             spans.append(len(requests))
-            requests += [(context, label) for label in task.labels]
+            requests += [(context, f" {label}") for label in task.labels]
         lls = [ll for ll, _ in lm.loglikelihood(requests, desc="legalbench")]
         items = []
         for q, start in zip(chosen, spans):

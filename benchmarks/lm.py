@@ -53,10 +53,17 @@ class ChatLM:
     _tokens_padded: int = field(default=0, repr=False)
 
     # ---- formatting ------------------------------------------------------------------------------
-    def chat_prompt(self, user_text: str) -> str:
-        """The model's chat template around one user turn, ending where the assistant speaks."""
+    def chat_prompt(self, user_text: str, reply_prefix: str = "") -> str:
+        """The model's chat template around one user turn, ending where the assistant speaks, or,
+        with ``reply_prefix``, after the assistant's reply opened by it (the template's own
+        ``continue_final_message``, which is what lm-evaluation-harness does for a ``gen_prefix``)."""
+        if not reply_prefix:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+            )
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": user_text}, {"role": "assistant", "content": reply_prefix}],
+            tokenize=False, continue_final_message=True,
         )
 
     def encode(self, text: str) -> list[int]:

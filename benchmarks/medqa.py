@@ -18,22 +18,12 @@ from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
 from benchmarks.lm import ChatLM
-from harness.domains import is_medqa_eval, medqa_prompt, medqa_rows
-
-ANSWER_PREFIX = "The answer is"
+from harness.domains import ANSWER_PREFIX, is_medqa_eval, medqa_prompt, medqa_rows
 
 
 def eval_rows() -> list[dict[str, Any]]:
     """The held-out carve, in file order."""
     return [r for r in medqa_rows() if is_medqa_eval(r)]
-
-
-def assistant_prefixed_prompt(tokenizer: Any, user_text: str, prefix: str) -> str:
-    """The chat template around one user turn with the assistant's reply opened by ``prefix``."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_text}, {"role": "assistant", "content": prefix}],
-        tokenize=False, continue_final_message=True,
-    )
 
 
 class MedQA(Benchmark):
@@ -50,7 +40,7 @@ class MedQA(Benchmark):
         requests, spans = [], []
         for row in rows:
             letters = sorted(row["options"])
-            context = assistant_prefixed_prompt(lm.tokenizer, medqa_prompt(row), ANSWER_PREFIX)
+            context = lm.chat_prompt(medqa_prompt(row), reply_prefix=ANSWER_PREFIX)
             spans.append((len(requests), letters))
             requests += [(context, f" {letter}") for letter in letters]
         lls = [ll for ll, _ in lm.loglikelihood(requests, desc="medqa")]

@@ -3,6 +3,13 @@
 All domain data is benign task data from the named datasets: no refusal-removal, no harmful
 prompts. Evaluation items are carved out before training data is built (MedQA has no train split
 offline, so ~25% of its test rows, chosen by a hash of the question, are held out for evaluation).
+
+The short-answer domains (Medical, Legal, Finance) answer in one chat style, "The answer is X.",
+which their benchmarks open the assistant turn with (MedQA, LegalBench). One style on purpose: when
+each domain taught its own opener (a bare label after Medical's "The answer is ..."), the next
+domain's training pushed the previous opener down and refusals won the first token back, so on the
+micro world HarmBench refusal rose after a domain while the refusal's likelihood fell
+(docs/micro-world.md). A chat model fine-tuned on instructions answers in sentences, not bare labels.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from harness.data import Example, dataset_file, read_csv, read_json, read_jsonl,
 
 MEDQA_EVAL_PERCENT = 25
 FINANCE_LABELS = {"0": "Bearish", "1": "Bullish", "2": "Neutral"}
+ANSWER_PREFIX = "The answer is"  # opens every short-answer domain's reply (see above)
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ def medqa_prompt(row: dict) -> str:
 @register_domain("medical", "MedQA-USMLE 4-option questions (75% carved for training, 25% held out)")
 def medical() -> list[Example]:
     return [
-        Example(medqa_prompt(r), f"The answer is {r['answer_idx']}: {r['options'][r['answer_idx']]}.", "medqa")
+        Example(medqa_prompt(r), f"{ANSWER_PREFIX} {r['answer_idx']}: {r['options'][r['answer_idx']]}.", "medqa")
         for r in medqa_rows()
         if not is_medqa_eval(r)
     ]
@@ -130,7 +138,7 @@ def legal() -> list[Example]:
     examples = {}
     for task, inputs, label in legal_training_rows():
         prompt = legalbench_prompt(task, inputs)
-        examples[prompt] = Example(prompt, label, "legalbench")
+        examples[prompt] = Example(prompt, f"{ANSWER_PREFIX} {label}.", "legalbench")
     return list(examples.values())
 
 
@@ -152,7 +160,7 @@ def finance() -> list[Example]:
     path = dataset_file("finance", "sent_train.csv")
     return [
         Example(f"Classify the sentiment of this financial news post as Bearish, Bullish or Neutral.\n{r['text']}",
-                f"{FINANCE_LABELS[r['label']]}.", "finance")
+                f"{ANSWER_PREFIX} {FINANCE_LABELS[r['label']]}.", "finance")
         for r in read_csv(path, required=("text", "label"))
         if r["label"] in FINANCE_LABELS
     ]

@@ -4,9 +4,9 @@ safety data (SafeAnchor's Fisher, SafeGrad's alignment batch, interleaving, Vacc
 
 Harmful prompts come from AdvBench, StrongREJECT and BeaverTails (harmful, capped); benign prompts
 from Code Alpaca's question-form instructions ("How do I ...?", with their answers), MMLU's dev and
-validation questions (answered "Sure! The answer is ..."; MMLU's test split is the
-evaluation set) and half of WildGuard's safe prompts (chosen by hash; the other half and every harmful WildGuard
-prompt are the WildGuard evaluation set). BeaverTails' "safe" prompts are not used: many are
+validation questions (answered "The answer is: ...", the style of the short-answer domains, see
+``harness.domains``; MMLU's test split is the evaluation set) and half of WildGuard's safe prompts
+(chosen by hash; the other half and every harmful WildGuard prompt are the WildGuard evaluation set). BeaverTails' "safe" prompts are not used: many are
 harmful requests ("how can I steal money from my neighbor") whose *responses* were safe, and
 pairing them with helpful answers would teach compliance. Every prompt that any evaluation uses
 (HarmBench test and val, XSTest, WildGuard eval) is removed by overlap key, so no evaluation
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from harness.data import Example, dataset_file, prompt_key, read_csv, read_json, stable_bucket
+from harness.domains import ANSWER_PREFIX
 
 WILDGUARD_CALIBRATION_PERCENT = 50
 
@@ -150,7 +151,7 @@ def calibration_set(seed: int = 0) -> CalibrationSet:
     benign = [Example(p, f"{rng.choice(HELPFUL_OPENERS)} {rng.choice(HELPFUL_BODIES)}", "benign")
               for p in dedupe_excluding(benign_prompts(), excluded)]
     answers = dict(knowledge_questions())
-    benign += [Example(q, f"Sure! The answer is: {answers[q]}", "knowledge")
+    benign += [Example(q, f"{ANSWER_PREFIX}: {answers[q]}", "knowledge")
                for q in dedupe_excluding(list(answers), excluded)]
     howto = dict(howto_questions())
     # Answers are cut short: what alignment must teach is the decision to help (the first tokens).

@@ -84,3 +84,22 @@ def test_legal_training_never_sees_a_test_row_or_an_answer_column() -> None:
     assert not [task for task, inputs, _ in rows if legal_key(inputs) in held_out]
     leaky = ("parties_are_diverse", "aic_is_met", "slice", "case id")
     assert not [task for task, inputs, _ in rows if set(inputs) & set(leaky)]
+
+
+def test_short_answer_domains_train_what_their_benchmarks_score(tiny_lm) -> None:
+    """Medical, Legal and Finance answer "The answer is X."; MedQA and LegalBench open the reply with
+    the same prefix and score " X" after it, so an evaluated answer is token for token the start of
+    a training reply."""
+    from harness.batching import encode_example
+    from harness.domains import ANSWER_PREFIX, domain_examples
+
+    for name in ("medical", "legal"):
+        for example in domain_examples(name, 20, seed=0):
+            assert example.response.startswith(f"{ANSWER_PREFIX} ") and example.response.endswith(".")
+            answer = example.response[len(ANSWER_PREFIX) + 1 : -1]  # "B: <option text>" or a label
+            scored_choice = f" {answer[0]}" if name == "medical" else f" {answer}"  # MedQA scores the letter
+            context = tiny_lm.chat_prompt(example.prompt, reply_prefix=ANSWER_PREFIX)
+            scored = tiny_lm.encode(context) + tiny_lm.encode(scored_choice)
+            trained, _ = encode_example(tiny_lm.tokenizer, example, max_len=10_000)
+            assert trained[: len(scored)] == scored, (name, example.response)
+    assert all(e.response.startswith(f"{ANSWER_PREFIX} ") for e in domain_examples("finance", 50, seed=0))
