@@ -57,13 +57,11 @@ class ChatLM:
         """The model's chat template around one user turn, ending where the assistant speaks, or,
         with ``reply_prefix``, after the assistant's reply opened by it (the template's own
         ``continue_final_message``, which is what lm-evaluation-harness does for a ``gen_prefix``)."""
-        if not reply_prefix:
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
-            )
+        messages = [{"role": "user", "content": user_text}]
+        if reply_prefix:
+            messages.append({"role": "assistant", "content": reply_prefix})
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}, {"role": "assistant", "content": reply_prefix}],
-            tokenize=False, continue_final_message=True,
+            messages, tokenize=False, add_generation_prompt=not reply_prefix, continue_final_message=bool(reply_prefix)
         )
 
     def encode(self, text: str) -> list[int]:

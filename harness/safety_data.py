@@ -6,11 +6,11 @@ Harmful prompts come from AdvBench, StrongREJECT and BeaverTails (harmful, cappe
 from Code Alpaca's question-form instructions ("How do I ...?", with their answers), MMLU's dev and
 validation questions (answered "The answer is: ...", the style of the short-answer domains, see
 ``harness.domains``; MMLU's test split is the evaluation set) and half of WildGuard's safe prompts
-(chosen by hash; the other half and every harmful WildGuard prompt are the WildGuard evaluation set). BeaverTails' "safe" prompts are not used: many are
-harmful requests ("how can I steal money from my neighbor") whose *responses* were safe, and
-pairing them with helpful answers would teach compliance. Every prompt that any evaluation uses
-(HarmBench test and val, XSTest, WildGuard eval) is removed by overlap key, so no evaluation
-prompt is ever trained on.
+(chosen by hash; the other half and every harmful WildGuard prompt are the WildGuard evaluation
+set). BeaverTails' "safe" prompts are not used: many are harmful requests ("how can I steal money
+from my neighbor") whose *responses* were safe, and pairing them with helpful answers would teach
+compliance. Every prompt that any evaluation uses (HarmBench test and val, XSTest, WildGuard eval)
+is removed by overlap key, so no evaluation prompt is ever trained on.
 """
 from __future__ import annotations
 
