@@ -132,11 +132,12 @@ class ResultStore:
                     f"Results directory {self.root} does not exist. Fix: pass the folder that "
                     f"`erosion run` wrote (default: results/), or run a suite first."
                 )
-            self.root.mkdir(parents=True)
+            self.root.mkdir(parents=True, exist_ok=True)  # another run may create it between check and mkdir
         if not self.root.is_dir():
             raise StoreError(f"{self.root} is a file, not a results directory. Fix: pass a folder.")
         if not marker.exists():
-            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
+            # The marker may appear meanwhile: a run started together with this one made the folder.
+            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.name != MARKER]
             if foreign:
                 raise StoreError(
                     f"{self.root} holds files that erosion-bench did not write ({', '.join(sorted(foreign)[:5])}) "

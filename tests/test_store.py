@@ -59,3 +59,28 @@ def test_lock_is_exclusive(tmp_path: Path) -> None:
             assert not second
     with store.lock("run") as again:
         assert again
+
+
+def test_runs_started_together_share_a_new_results_folder(tmp_path: Path) -> None:
+    """`erosion run`s launched at once into one new folder must all open it (one used to fail with
+    FileExistsError between the existence check and mkdir, or take another's fresh marker for a
+    foreign file). Without the fix this failed about every other time."""
+    import threading
+
+    target, errors = tmp_path / "new" / "results", []
+    barrier = threading.Barrier(16)
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            ResultStore(target)
+        except Exception as err:  # noqa: BLE001 - collected for the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_store) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert (target / "erosion-results.json").exists()
