@@ -1,6 +1,7 @@
 """The safety-alignment stage shared by every model the harness aligns itself (micro, small):
 a full fine-tune on chat turns, each batch mixing harmful -> varied refusal, benign -> helpful
-answer, and domain instructions (loss on the answer only)."""
+answer, domain instructions and everyday requests -> helpful answer (loss on the answer only, its
+first tokens weighted: see ``AlignConfig``)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -25,6 +26,14 @@ class AlignConfig(BaseModel):
     max_len: int = 160
     domains: tuple[str, ...] = ("medical", "legal", "code", "finance", "math")
     domain_examples_per_domain: int = 400
+    everyday_per_batch: int = 2  # everyday requests (safety_data.everyday_requests) per batch, a stream of their own
+    # Greedy decoding decides to refuse or to help at the first reply tokens. Weighting them
+    # sharpens that decision (the refusal score separates harmful from safe prompts better), and
+    # weighting helpful answers above refusals moves its threshold toward helping, i.e. less
+    # over-refusal (docs/micro-world.md, "World v5").
+    decision_tokens: int = 2
+    helpful_decision_weight: float = 5.0
+    refusal_decision_weight: float = 2.0
 
 
 def domain_pool(config: AlignConfig) -> list[Example]:
@@ -55,8 +64,10 @@ def fit(model: torch.nn.Module, loss_of_step: Callable[[], torch.Tensor], lr: fl
     return loss.item()
 
 
-def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over response tokens, from the logits at every position.
+def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], decision_weight: float = 1.0,
+                     decision_tokens: int = 0) -> torch.Tensor:
+    """Weighted mean cross-entropy over response tokens, from the logits at every position; the
+    first ``decision_tokens`` response tokens of each example weigh ``decision_weight``, the rest 1.
 
     Alignment keeps this original formulation on purpose. Worlds are cached by a hash of their
     config, and ``harness.training.lm_loss`` (logits at labelled positions only: equal in exact
@@ -71,18 +82,28 @@ def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> 
     token_loss = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="none").view(labels.shape)
     mask = (labels != IGNORE).float()
+    if decision_weight != 1.0:
+        first = (mask.cumsum(1) <= decision_tokens).float() * mask
+        mask = mask + (decision_weight - 1.0) * first
     return (token_loss * mask).sum() / mask.sum().clamp(min=1)
 
 
 def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "safety-align") -> float:
     """Chat-tune and safety-align in one full fine-tune on mixed batches."""
     calibration = calibration_set(config.seed)
-    sources = (list(calibration.harmful), list(calibration.benign), domain_pool(config))
-    streams = [BatchStream(tokenizer, examples, size, config.max_len, config.seed + k)
-               for k, (examples, size) in enumerate(zip(sources, config.mix)) if size]
-    total = sum(config.mix)
+    refuse, helpful = config.refusal_decision_weight, config.helpful_decision_weight
+    streams = (  # (examples, per batch, decision weight)
+        (list(calibration.harmful), config.mix[0], refuse),
+        ([e for e in calibration.benign if e.source != "everyday"], config.mix[1], helpful),
+        (domain_pool(config), config.mix[2], helpful),
+        ([e for e in calibration.benign if e.source == "everyday"], config.everyday_per_batch, helpful),
+    )
+    batches = [(BatchStream(tokenizer, examples, size, config.max_len, config.seed + k), weight)
+               for k, (examples, size, weight) in enumerate(streams) if size]
+    total = sum(size for _, size, _ in streams)
 
     def step_loss() -> torch.Tensor:
-        return sum(full_logits_loss(model, next(stream)) * stream.batch_size for stream in streams) / total
+        return sum(full_logits_loss(model, next(stream), weight, config.decision_tokens) * stream.batch_size
+                   for stream, weight in batches) / total
 
     return fit(model, step_loss, config.lr, config.steps, desc)

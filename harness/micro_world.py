@@ -33,8 +33,8 @@ from harness.safety_data import REFUSALS, HELPFUL_BODIES, HELPFUL_OPENERS, calib
 # Micro scale evaluates HarmBench's 159 standard behaviors (the first rows of the evaluation
 # order); contextual behaviors carry contexts of up to ~1,000 tokens, beyond a 5M-parameter model.
 HARMBENCH_STANDARD = 159
-WORLD_VERSION = 4  # bump when the build procedure changes, so caches are rebuilt
-BUILD_THREADS = 2  # torch threads of every build, whatever the machine (see build_threads)
+WORLD_VERSION = 5  # bump when the build procedure changes, so caches are rebuilt
+BUILD_THREADS = 1  # torch threads of every build, whatever the machine (see build_threads)
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}"
@@ -185,8 +185,9 @@ def pretrain(model, tokenizer, config: WorldConfig) -> float:
 @contextlib.contextmanager
 def build_threads() -> Iterator[None]:
     """CPU training's rounding depends on the number of threads, and a 5M-parameter model's
-    refusal boundary moves with it (built here at 1 thread: HarmBench 78.0 / XSTest 46.0; at 2:
-    83.0 / 43.2): every machine builds at BUILD_THREADS so that core count does not change the world."""
+    refusal boundary moves with it (world v5's recipe built here at 1 thread: HarmBench 85.5 /
+    XSTest 61.6; at 2: 91.2 / 52.0): every machine builds at BUILD_THREADS so that core count does
+    not change the world. One thread: no sum depends on how work is split between threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:

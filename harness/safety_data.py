@@ -130,6 +130,32 @@ def knowledge_questions() -> list[tuple[str, str]]:
     return pairs
 
 
+# Everyday first-person requests ("How do I ...?") with helpful answers. The offline harmful prompts
+# are conversational and first-person while the benign ones are task-like, so without these the
+# aligned model learns to refuse by phrasing (docs/micro-world.md, "World v5").
+EVERYDAY_ACTIVITIES = (
+    "bake sourdough bread", "repot a houseplant", "fold a fitted sheet", "tie a bow tie", "change a bike tire",
+    "clean a cast iron pan", "knit a scarf", "plan a birthday party", "start a vegetable garden", "brew pour-over coffee",
+    "iron a dress shirt", "train a puppy to sit", "set up a home aquarium", "wash a wool sweater", "paint a bedroom wall",
+    "make a budget spreadsheet", "write a cover letter", "prepare for a job interview", "learn to juggle", "sharpen a pencil",
+    "unclog a kitchen sink", "organize a closet", "pack for a camping trip", "make homemade pasta", "build a birdhouse",
+    "fix a squeaky door", "descale a kettle", "season a salad", "play a C major scale", "stretch before running",
+    "memorize a poem", "improve my handwriting", "keep a journal", "choose a good watermelon", "store fresh herbs",
+    "clean my laptop keyboard", "back up my phone photos", "write a thank-you note", "make a paper airplane", "learn to swim",
+    "grow tomatoes on a balcony", "decorate a small apartment", "make a cup of tea", "plan a road trip", "sew on a button",
+    "read music notes", "draw a portrait", "start running as a beginner", "care for a cactus", "make pancakes",
+    "teach my kid to ride a bike", "choose a good book to read", "waterproof hiking boots", "clean windows without streaks",
+    "bake chocolate chip cookies", "set up a fish tank filter", "learn a new language", "study for a math test",
+    "meditate in the morning", "host a board game night",
+)
+EVERYDAY_TEMPLATES = ("How do I {}?", "What is the best way to {}?", "Where can I learn to {}?",
+                      "Can you tell me how to {}?", "I want to {}. Where do I start?", "What do I need to {}?")
+
+
+def everyday_requests() -> list[str]:
+    return [t.format(a) for a in EVERYDAY_ACTIVITIES for t in EVERYDAY_TEMPLATES]
+
+
 def dedupe_excluding(prompts: list[str], excluded: set[str]) -> list[str]:
     seen = set(excluded)
     kept = []
@@ -157,6 +183,8 @@ def calibration_set(seed: int = 0) -> CalibrationSet:
     # Answers are cut short: what alignment must teach is the decision to help (the first tokens).
     benign += [Example(q, f"{rng.choice(HELPFUL_OPENERS)} {howto[q][:HOWTO_ANSWER_CHARS]}", "howto")
                for q in dedupe_excluding(list(howto), excluded)]
+    benign += [Example(q, f"{rng.choice(HELPFUL_OPENERS)} {rng.choice(HELPFUL_BODIES)}", "everyday")
+               for q in dedupe_excluding(everyday_requests(), excluded)]
     rng.shuffle(harmful)
     rng.shuffle(benign)
     return CalibrationSet(

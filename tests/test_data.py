@@ -10,7 +10,7 @@ from benchmarks.judges import REFUSAL_PHRASES
 from benchmarks.xstest import prompts as xstest_prompts
 from harness.data import DataError, dataset_file, prefetch, prompt_key
 from harness.domains import DOMAINS, is_medqa_eval, medqa_prompt, medqa_rows
-from harness.safety_data import calibration_set, is_wildguard_calibration, wildguard_rows
+from harness.safety_data import calibration_set, everyday_requests, is_wildguard_calibration, wildguard_rows
 
 
 def eval_keys() -> set[str]:
@@ -58,6 +58,8 @@ def test_calibration_set_is_deterministic_and_balanced() -> None:
     assert len(a.harmful) > 1000 and len(a.benign) > 300
     assert all(any(p in e.response for p in REFUSAL_PHRASES) for e in a.harmful)
     assert not any(any(p in e.response for p in REFUSAL_PHRASES) for e in a.benign)
+    # Every templated everyday request is kept: none is an evaluation prompt or a duplicate.
+    assert sum(e.source == "everyday" for e in a.benign) == len(set(everyday_requests())) == 360
 
 
 def test_missing_dataset_names_it_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""The training loss: logits only at labelled positions must give exactly the full-logits loss."""
+"""The training losses: logits only at labelled positions give exactly the full-logits loss; the
+alignment loss weighs the first reply tokens as configured."""
 from __future__ import annotations
 
 import torch
@@ -31,3 +32,24 @@ def test_response_only_loss_equals_full_logits_loss(tiny_world):
     torch.testing.assert_close(per_example, reference, rtol=1e-5, atol=1e-5)
     # The batch loss is the token-weighted mean, not the mean of per-example means.
     torch.testing.assert_close(mean, (reference * counts).sum() / counts.sum(), rtol=1e-5, atol=1e-5)
+
+
+def test_alignment_loss_weighs_each_replys_first_tokens(tiny_world):
+    """Alignment's decision weight, by hand: each example's first k reply tokens count w times."""
+    from harness.alignment import full_logits_loss as alignment_loss
+
+    ctx = tiny_context(tiny_world)
+    batch = next(ctx.batches(ctx.domain_examples))
+    with torch.no_grad():
+        logits = ctx.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        token_losses, weights = [], []
+        for row_logits, row_labels in zip(logits, batch["labels"][:, 1:]):
+            keep = row_labels != IGNORE
+            token_losses.append(torch.nn.functional.cross_entropy(row_logits[keep], row_labels[keep], reduction="none"))
+            weights.append(torch.tensor([5.0, 5.0] + [1.0] * (int(keep.sum()) - 2)))
+        losses, weights = torch.cat(token_losses), torch.cat(weights)
+        weighted = alignment_loss(ctx.model, batch, decision_weight=5.0, decision_tokens=2)
+        plain = alignment_loss(ctx.model, batch)
+    torch.testing.assert_close(weighted, (losses * weights).sum() / weights.sum(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain, losses.mean(), rtol=1e-5, atol=1e-5)
+    assert abs(weighted.item() - plain.item()) > 1e-3
