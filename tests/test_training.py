@@ -9,15 +9,21 @@ from harness.training import lm_loss
 from tests.test_methods_support import tiny_context
 
 
-def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The textbook definition: every position's logits, shifted labels, per-example mean."""
+def reply_token_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The textbook definition: every position's logits, shifted labels; each example's cross-entropy
+    at each of its reply (labelled) tokens."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     labels = batch["labels"][:, 1:]
     losses = []
     for row_logits, row_labels in zip(logits, labels):
         keep = row_labels != IGNORE
-        losses.append(torch.nn.functional.cross_entropy(row_logits[keep], row_labels[keep]))
-    return torch.stack(losses)
+        losses.append(torch.nn.functional.cross_entropy(row_logits[keep], row_labels[keep], reduction="none"))
+    return losses
+
+
+def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-example mean of the textbook token losses."""
+    return torch.stack([losses.mean() for losses in reply_token_losses(model, batch)])
 
 
 def test_response_only_loss_equals_full_logits_loss(tiny_world):
@@ -41,12 +47,8 @@ def test_alignment_loss_weighs_each_replys_first_tokens(tiny_world):
     ctx = tiny_context(tiny_world)
     batch = next(ctx.batches(ctx.domain_examples))
     with torch.no_grad():
-        logits = ctx.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        token_losses, weights = [], []
-        for row_logits, row_labels in zip(logits, batch["labels"][:, 1:]):
-            keep = row_labels != IGNORE
-            token_losses.append(torch.nn.functional.cross_entropy(row_logits[keep], row_labels[keep], reduction="none"))
-            weights.append(torch.tensor([5.0, 5.0] + [1.0] * (int(keep.sum()) - 2)))
+        token_losses = reply_token_losses(ctx.model, batch)
+        weights = [torch.tensor([5.0, 5.0] + [1.0] * (len(losses) - 2)) for losses in token_losses]
         losses, weights = torch.cat(token_losses), torch.cat(weights)
         weighted = alignment_loss(ctx.model, batch, decision_weight=5.0, decision_tokens=2)
         plain = alignment_loss(ctx.model, batch)
