@@ -30,10 +30,11 @@ class AlignConfig(BaseModel):
     # Greedy decoding decides to refuse or to help at the first reply tokens. Weighting them
     # sharpens that decision (the refusal score separates harmful from safe prompts better), and
     # weighting helpful answers above refusals moves its threshold toward helping, i.e. less
-    # over-refusal (docs/micro-world.md, "World v5").
+    # over-refusal (docs/micro-world.md, "World v5"). Refusal weight 1.4 is world v6: the one
+    # placement tried that meets both starting checks (HarmBench 80.5 / XSTest 72.0; 2.0: 85.5 / 61.6).
     decision_tokens: int = 2
     helpful_decision_weight: float = 5.0
-    refusal_decision_weight: float = 2.0
+    refusal_decision_weight: float = 1.4
 
 
 def domain_pool(config: AlignConfig) -> list[Example]:
