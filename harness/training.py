@@ -137,8 +137,9 @@ def run_block(ctx: TrainContext, method: Method, examples: list[Example], steps:
         extra_grads: dict[str, torch.Tensor] = {}
         for _ in range(settings.grad_accum):
             batch = next(stream)
-            task = lm_loss(ctx.model, batch) / settings.grad_accum
-            task.backward()
+            with method.forward_context(ctx, batch):
+                task = lm_loss(ctx.model, batch) / settings.grad_accum
+                task.backward()
             task_total += task.item()
             if wants_extra:
                 # The extra term's gradient bypasses transform_gradients (e.g. SafeAnchor's anchor KL).

@@ -7,8 +7,9 @@ The loop (``harness/training.py``) calls, in order::
         before_domain(ctx)
         examples = data_mixture(ctx, examples)    what this domain trains on
         for each optimizer step:
-            loss = task loss + extra_loss(ctx, batch)          (None = nothing added)
-            backward
+            with forward_context(ctx, batch):                  (wraps the task forward + backward)
+                task loss, backward
+            extra_loss(ctx, batch)                              (None = nothing added; own backward)
             grads = transform_gradients(ctx, grads)            between backward and optimizer
             optimizer step
             update = transform_update(ctx, update)             the applied parameter change
@@ -21,6 +22,7 @@ subspace) and must then implement ``state_dict``/``load_state_dict`` so a killed
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -89,6 +91,14 @@ class Method:
     def extra_loss(self, ctx: "TrainContext", batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """A term added to the task loss of this micro-batch (its gradient is not transformed)."""
         return None
+
+    def forward_context(self, ctx: "TrainContext", batch: dict[str, torch.Tensor]) -> AbstractContextManager:
+        """Wraps the forward and backward pass of the task loss on this micro-batch.
+
+        A method may enter forward hooks here (Vaccine's hidden-state perturbation, an activation
+        capture) and remove them on exit; the loop's own loss and backward run inside.
+        """
+        return nullcontext()
 
     def transform_gradients(self, ctx: "TrainContext", grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Task gradients of the trainable parameters, before the optimizer sees them."""

@@ -1,0 +1,1 @@
+"""erosion-bench harness: the foundation, the training loop, orchestration and the CLI."""
