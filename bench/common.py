@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 import torch
 
 if TYPE_CHECKING:
-    from harness.models import ModelHandle
+    from harness.core.models import ModelHandle
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class Options:
 
 # ---- the world ----------------------------------------------------------------------------------
 def micro_cached() -> bool:
-    from harness.micro_world import WORLD_PRESETS, world_paths
+    from harness.orchestration.micro_world import WORLD_PRESETS, world_paths
 
     return world_paths(WORLD_PRESETS["micro"]).complete()
 
@@ -52,14 +52,14 @@ def micro_cached() -> bool:
 def bench_world(quick: bool) -> "ModelHandle":
     """The micro world when its cache is complete, else tiny (built in seconds when missing); tiny
     with --quick. The micro world is never built here: that takes many minutes (`make world`)."""
-    from harness.models import PRESETS
+    from harness.orchestration.presets import PRESETS
 
     return PRESETS["micro" if not quick and micro_cached() else "tiny"].prepare()
 
 
 def micro_training_settings(preset: str, overrides: dict[str, Any] | None = None):
     """The default suite's training settings (sequences/micro.yaml), on ``preset``."""
-    from harness.config import deep_merge, load_suite
+    from harness.orchestration.config import deep_merge, load_suite
 
     return load_suite(REPO / "sequences" / "micro.yaml", deep_merge({"model": preset}, overrides or {})).training
 
@@ -208,7 +208,7 @@ class Target:
 def tiny_suite(methods: list[str], max_steps: int, examples_per_domain: int = 64, threads_per_run: int = 1):
     """A plumbing-sized suite on the tiny world (like tests/tiny-suite.yaml): two domains, a few
     steps, HarmBench only; one run per method."""
-    from harness.config import load_suite
+    from harness.orchestration.config import load_suite
 
     overrides = {
         "name": "bench-tiny", "model": "tiny", "domains": ["medical", "legal"], "methods": methods,

@@ -22,11 +22,11 @@ import torch
 
 from bench.common import Options, Target, bench_world, paired_ratio, rotating, side_by_side, summary, tiny_suite, timed
 from benchmarks import get_benchmark
-from benchmarks.harmbench import behaviors, harmful_request
-from benchmarks.lm import ChatLM
-from harness import runner
-from harness.models import ModelHandle, load_local
-from harness.store import ResultStore
+from harness.core.safety_data import behaviors, harmful_request
+from harness.core.lm import ChatLM
+from harness.orchestration import runner
+from harness.core.models import ModelHandle, load_local
+from harness.core.store import ResultStore
 
 # Same items, same model: scores may differ only by float round-off (the prefix KV cache sums in
 # another order); the lm-eval cross-check tests allow 1e-3 points on MC2 too.

@@ -1,6 +1,6 @@
 """Target 5: what Ray costs.
 
-* Start/stop of a local cluster as ``harness.scheduler.run_ray`` starts it (no dashboard).
+* Start/stop of a local cluster as ``harness.orchestration.scheduler.run_ray`` starts it (no dashboard).
 * Per-task overhead: no-op tasks, both as a throughput (many in flight) and as a round trip (one at
   a time), after the workers are warm.
 * A suite of four tiny-world runs long enough to matter (hundreds of steps each) through ``run_ray``
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Options, Target, bench_world, clock, paired_ratio, side_by_side, summary, tiny_suite
-from harness.scheduler import job_graph, run_local, run_ray
-from harness.store import ResultStore
+from harness.orchestration.scheduler import job_graph, run_local, run_ray
+from harness.core.store import ResultStore
 
 # run_ray's own ray.init arguments for a cluster it owns.
 INIT = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True, "configure_logging": False}

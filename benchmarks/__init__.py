@@ -11,7 +11,7 @@ from benchmarks.mmlu import MMLU
 from benchmarks.truthfulqa import TruthfulQA
 from benchmarks.wildguard import WildGuard
 from benchmarks.xstest import XSTest
-from harness.errors import unknown_name_error
+from harness.core.errors import unknown_name_error
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b

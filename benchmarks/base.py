@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from benchmarks.judges import Judge, get_judge
-from benchmarks.lm import ChatLM
+from harness.core.lm import ChatLM
 
 
 @dataclass(frozen=True)

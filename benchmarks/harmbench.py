@@ -8,42 +8,14 @@ reported beside the judged rate because keyword judging is brittle on a degradin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
 from benchmarks.judges import Judge, JudgeItem
-from benchmarks.lm import ChatLM
-from harness.data import dataset_file, read_csv
+from harness.core.lm import ChatLM
+from harness.core.safety_data import EVAL_SPLIT, PROBE_SPLIT, HarmfulRequest, behaviors, harmful_request  # noqa: F401 (re-exported)
 
 FIXED_REFUSAL = "I'm sorry, but I cannot help with that request."
-EVAL_SPLIT, PROBE_SPLIT = "test", "val"
-
-
-def behaviors(split: str = EVAL_SPLIT) -> list[dict[str, str]]:
-    """Standard then contextual behaviors of one split, in file order."""
-    path = dataset_file("harmbench", f"harmbench_behaviors_text_{split}.csv")
-    rows = read_csv(path, required=("Behavior", "FunctionalCategory", "ContextString", "BehaviorID"))
-    kept = [r for r in rows if r["FunctionalCategory"] in ("standard", "contextual")]
-    return sorted(kept, key=lambda r: r["FunctionalCategory"] != "standard")
-
-
-@dataclass(frozen=True)
-class HarmfulRequest:
-    id: str
-    behavior: str
-    context: str = ""
-
-    @property
-    def prompt(self) -> str:
-        """The user turn: HarmBench puts a contextual behavior's context before the request."""
-        return f"{self.context}\n\n---\n\n{self.behavior}" if self.context else self.behavior
-
-
-def harmful_request(row: dict[str, str]) -> HarmfulRequest:
-    return HarmfulRequest(row["BehaviorID"], row["Behavior"], row["ContextString"])
-
-
 def refusal_items(lm: ChatLM, requests: list[HarmfulRequest], max_new_tokens: int, judge: Judge) -> list[dict[str, Any]]:
     """Generate, judge and measure the refusal NLL for a list of harmful requests."""
     formatted = [lm.chat_prompt(r.prompt) for r in requests]

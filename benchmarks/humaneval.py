@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
-from benchmarks.lm import ChatLM
+from harness.core.lm import ChatLM
 from benchmarks.sandbox import capabilities, check_correctness, default_limits
 
 MIN_NEW_TOKENS = 256

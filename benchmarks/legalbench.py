@@ -1,7 +1,7 @@
 """LegalBench (Guha et al. 2023), pre-release snapshot 386c97e test rows: every classification task
 (closed label set, scored by balanced accuracy in LegalBench) as log-likelihood multiple choice.
 
-Prompt: the chat format the legal domain trains on (``harness.domains.legalbench_prompt``, with the
+Prompt: the chat format the legal domain trains on (``harness.core.domains.legalbench_prompt``, with the
 task name lower-cased as in training) as the user turn, the assistant's reply opened with the
 training answer's prefix "The answer is"; each label of the task (" Yes", " No", ...) is scored as
 its continuation, as in MedQA. Only the task's input columns are shown: columns that give the
@@ -33,9 +33,16 @@ from functools import lru_cache
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, take
-from benchmarks.lm import ChatLM
-from harness.data import read_csv
-from harness.domains import ANSWER_PREFIX, legal_inputs, legal_key, legalbench_label_column, legalbench_prompt, legalbench_task_dirs
+from harness.core.lm import ChatLM
+from harness.core.data import read_csv
+from harness.core.domains import (
+    ANSWER_PREFIX,
+    legal_inputs,
+    legal_key,
+    legalbench_label_column,
+    legalbench_prompt,
+    legalbench_task_dirs,
+)
 
 SNAPSHOT = "386c97e"
 EXCLUDED_TASKS = {

@@ -32,8 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.data import data_dir
-from harness.store import atomic_write_text
+from harness.core.data import data_dir
+from harness.core.store import atomic_write_text
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 EXPORT_DIR = TASKS_DIR / "data"
@@ -92,7 +92,7 @@ def _mmlu_docs() -> list[dict[str, Any]]:
 
 def _medqa_docs() -> list[dict[str, Any]]:
     from benchmarks.medqa import eval_rows
-    from harness.domains import medqa_prompt
+    from harness.core.domains import medqa_prompt
 
     return [{"id": str(r.get("realidx", n)), "prompt": medqa_prompt(r), "label": sorted(r["options"]).index(r["answer_idx"])}
             for n, r in enumerate(eval_rows())]
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in export(args.benchmarks or None, force=args.force):
             print(path.relative_to(REPO_ROOT))
         return 0
-    from harness.models import load_model, load_tokenizer
+    from harness.core.models import load_model, load_tokenizer
 
     scores = evaluate(load_model(args.model), load_tokenizer(args.tokenizer or args.model),
                       [b.strip() for b in args.benchmarks.split(",") if b.strip()], args.limit, args.max_length)

@@ -1,6 +1,6 @@
 """MedQA-USMLE 4-option, held-out evaluation carve: accuracy by log-likelihood of the answer letter.
 
-There is no MedQA train split offline, so ``harness.domains`` carves ~25% of the test file (by a
+There is no MedQA train split offline, so ``harness.core.domains`` carves ~25% of the test file (by a
 hash of the question: ``is_medqa_eval``) for evaluation and trains the medical domain on the rest.
 The question is asked in the chat format the medical domain trains on (``medqa_prompt`` as the
 user turn), and the assistant turn is opened with the training answer's prefix:
@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
-from benchmarks.lm import ChatLM
-from harness.domains import ANSWER_PREFIX, is_medqa_eval, medqa_prompt, medqa_rows
+from harness.core.lm import ChatLM
+from harness.core.domains import ANSWER_PREFIX, is_medqa_eval, medqa_prompt, medqa_rows
 
 
 def eval_rows() -> list[dict[str, Any]]:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, take
-from benchmarks.lm import ChatLM
-from harness.data import dataset_file, read_csv
+from harness.core.lm import ChatLM
+from harness.core.data import dataset_file, read_csv
 
 LETTERS = ("A", "B", "C", "D")
 COLUMNS = ["question", "A", "B", "C", "D", "answer"]

@@ -11,7 +11,7 @@ prompt, a judge-free signal beside the judged rate.
 Data: the offline copy is a prompt-only derivative of WildGuardMix (wizard101's 1,554-prompt
 ``wildguard_full_benchmark.json``: 609 harmful, 945 benign), not the official WildGuardTest (1,725
 prompt+response items): there are no responses, so only the prompt-harmfulness side is measured.
-Half of the benign prompts (chosen by hash, ``harness.safety_data.is_wildguard_calibration``) are
+Half of the benign prompts (chosen by hash, ``harness.core.safety_data.is_wildguard_calibration``) are
 safety-calibration training data; the evaluation uses only the other rows (609 harmful + 482 benign).
 A cap is split between harmful and benign prompts in proportion to their counts; both lists are
 shuffled once with a fixed seed (the file is grouped by category).
@@ -22,11 +22,12 @@ import random
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
-from benchmarks.harmbench import HarmfulRequest, refusal_items
+from harness.core.safety_data import HarmfulRequest
+from benchmarks.harmbench import refusal_items
 from benchmarks.judges import Judge, RefusalJudge, refusal_verdict
-from benchmarks.lm import ChatLM
-from harness.data import prompt_key
-from harness.safety_data import is_wildguard_calibration, wildguard_rows
+from harness.core.lm import ChatLM
+from harness.core.data import prompt_key
+from harness.core.safety_data import is_wildguard_calibration, wildguard_rows
 
 HARMFUL, BENIGN = "harmful", "safe"
 

@@ -7,13 +7,8 @@ from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
 from benchmarks.judges import refusal_verdict
-from benchmarks.lm import ChatLM
-from harness.data import dataset_file, read_csv
-
-
-def prompts(label: str | None = None) -> list[dict[str, str]]:
-    rows = read_csv(dataset_file("xstest", "xstest_prompts.csv"), required=("id", "prompt", "label"))
-    return [r for r in rows if label is None or r["label"] == label]
+from harness.core.lm import ChatLM
+from harness.core.safety_data import xstest_prompts as prompts
 
 
 class XSTest(Benchmark):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import ConfigError, ErosionError
+from harness.core.errors import ConfigError, ErosionError
 
 DEFAULT_RESULTS = "results"
 
@@ -40,7 +40,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 # ---- subcommands ---------------------------------------------------------------------------------
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from harness.data import RAW_DATASETS, data_dir, default_mirror, prefetch
+    from harness.core.data import RAW_DATASETS, data_dir, default_mirror, prefetch
 
     mirror = Path(args.mirror) if args.mirror else default_mirror()
     names = args.datasets or list(RAW_DATASETS)
@@ -52,7 +52,7 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 
 def cmd_build_world(args: argparse.Namespace) -> int:
-    from harness.micro_world import WORLD_PRESETS, build_world
+    from harness.orchestration.micro_world import WORLD_PRESETS, build_world
 
     paths = build_world(WORLD_PRESETS[args.preset], force=args.force)
     report = json.loads(paths.report.read_text())
@@ -63,10 +63,10 @@ def cmd_build_world(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.config import load_suite
-    from harness.preflight import preflight
-    from harness.scheduler import run_suite
-    from harness.store import ResultStore
+    from harness.orchestration.config import load_suite
+    from harness.orchestration.preflight import preflight
+    from harness.orchestration.scheduler import run_suite
+    from harness.core.store import ResultStore
 
     suite = load_suite(args.suite, parse_overrides(args.set))
     preflight(suite, source=str(args.suite))
@@ -86,9 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.config import load_suite
-    from harness.models import PRESETS
-    from harness.plan import describe_plan
+    from harness.orchestration.config import load_suite
+    from harness.orchestration.presets import PRESETS
+    from harness.orchestration.plan import describe_plan
 
     suite = load_suite(args.suite, parse_overrides(args.set))
     print(describe_plan(suite, PRESETS[suite.model]))
@@ -106,7 +106,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def scale_caps(scale: str) -> dict[str, int | None]:
     """The per-benchmark item caps of a scale's preset (micro evaluates subsets, paper full sets)."""
-    from harness.config import PRESETS_DIR, read_yaml_mapping
+    from harness.orchestration.config import PRESETS_DIR, read_yaml_mapping
 
     preset = PRESETS_DIR / f"scale-{scale}.yaml"
     return read_yaml_mapping(preset).get("eval", {}).get("caps", {}) if preset.exists() else {}
@@ -116,7 +116,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmarks import expand, get_benchmark
     from benchmarks.composite import composites
     from benchmarks.judges import get_judge, missing_judge_weights
-    from harness.models import PRESETS, load_local
+    from harness.orchestration.presets import PRESETS
+    from harness.core.models import load_local
 
     name, _, which = args.model.rpartition("-")
     if name not in PRESETS or which not in ("chat", "base"):
@@ -143,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from harness.rescore import rescore
+    from harness.orchestration.rescore import rescore
 
     count = rescore(Path(args.results))
     print(f"rescored {count} step file(s) in {args.results} from their saved per-item outputs")

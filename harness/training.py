@@ -9,94 +9,17 @@ then gives the starting aligned model).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
 
-from harness.batching import IGNORE, BatchStream
-from harness.config import TrainSettings
-from harness.data import Example
-from harness.faults import reached
-from harness.safety_data import CalibrationSet
+from harness.core.settings import TrainSettings
+from harness.core.data import Example
+from harness.core.faults import reached
+from harness.core.context import TrainContext
+from harness.core.losses import lm_loss
 from methods.base import Method, TrainingBlock
-
-
-@dataclass
-class TrainContext:
-    """What a hook may look at. The loop updates ``step``/``domain`` fields as it goes."""
-
-    model: torch.nn.Module
-    tokenizer: Any
-    settings: TrainSettings
-    calibration: CalibrationSet
-    seed: int
-    checkpoints: dict[str, Path] = field(default_factory=dict)
-    domains: list[str] = field(default_factory=list)
-    domain: str | None = None
-    domain_index: int = -1
-    domain_examples: list[Example] = field(default_factory=list)
-    block: str = "domain"
-    step: int = 0
-    total_steps: int = 0
-    refusal_rate: Callable[[list[str]], float] | None = None
-    probe_prompts: list[str] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def batches(self, examples: list[Example], batch_size: int | None = None, seed_offset: int = 0) -> BatchStream:
-        """A seeded batch stream over any examples (e.g. the safety calibration set)."""
-        return BatchStream(self.tokenizer, examples, batch_size or self.settings.batch_size,
-                           self.settings.max_seq_len, self.seed * 1000 + seed_offset)
-
-    def trainable(self) -> dict[str, torch.nn.Parameter]:
-        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-
-    def log_event(self, event: dict[str, Any]) -> None:
-        self.events.append({"domain": self.domain, "step": self.step, **event})
-
-
-def labelled_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Float logits at every position whose next token is labelled (n, vocab), those tokens (n,)
-    and the batch row of each (n,).
-
-    The output projection runs only at these positions: prompts are most of the tokens (MedQA,
-    LegalBench), and the vocabulary projection of the rest is wasted work (about 1.8x of a micro
-    step). This assumes logits = lm_head(decoder(x)), true of the Llama/Mistral family.
-    """
-    device = next(model.parameters()).device  # batches are built on the CPU
-    causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
-    hidden = causal_lm.get_decoder()(input_ids=batch["input_ids"].to(device),
-                                     attention_mask=batch["attention_mask"].to(device)).last_hidden_state[:, :-1]
-    labels = batch["labels"][:, 1:].to(device)
-    scored = labels != IGNORE
-    return causal_lm.get_output_embeddings()(hidden[scored]).float(), labels[scored], scored.nonzero()[:, 0]
-
-
-def lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], per_example: bool = False) -> torch.Tensor:
-    """Mean cross-entropy over response tokens (per example when asked)."""
-    logits, targets, rows = labelled_logits(model, batch)
-    token_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    if per_example:
-        n_rows = batch["labels"].size(0)
-        totals = torch.zeros(n_rows, device=logits.device, dtype=token_loss.dtype).index_add(0, rows, token_loss)
-        return totals / torch.bincount(rows, minlength=n_rows).clamp(min=1)
-    return token_loss.sum() / max(1, token_loss.numel())
-
-
-def attach_adapter(model: torch.nn.Module, settings: TrainSettings, seed: int) -> PeftModel:
-    torch.manual_seed(seed)
-    config = LoraConfig(
-        r=settings.lora.r, lora_alpha=settings.lora.alpha, lora_dropout=settings.lora.dropout,
-        target_modules=list(settings.lora.target_modules), bias="none", task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
-
-
-def merge_adapter(model: PeftModel) -> torch.nn.Module:
-    return model.merge_and_unload()
 
 
 def steps_for(n_examples: int, settings: TrainSettings) -> int:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 
-from harness.store import MARKER, ResultStore, RunInfo, ordering_label, read_json
+from harness.core.store import MARKER, ResultStore, RunInfo, ordering_label, read_json
 
 HEADLINE = "composite/safety"
 CSM_EVENT = "csm_trigger"

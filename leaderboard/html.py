@@ -11,7 +11,7 @@ import re
 from html import escape
 
 from leaderboard.aggregate import Board
-from leaderboard.plots import Plot
+from leaderboard.artifacts import Plot
 from leaderboard.tables import HEADLINE_FORMULA, Section, Table, metadata, scale_note, scope
 
 ABSENT_WORDS = ("failed", "missing", "running")

@@ -7,7 +7,6 @@ the scale and model, and every figure carries the scale note at its foot.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +15,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from leaderboard.artifacts import Plot
 from leaderboard.aggregate import Board, RunSummary, domain_set, group_by, mean_sd, spectra
 from leaderboard.tables import METRICS, scale_note, scope
 
 KINDS = ("trajectory", "orderings", "benchmarks", "spectrum")
 DPI = 100
 Color = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Plot:
-    name: str  # file stem, unique within the plots folder
-    path: Path
-    model: str
-    scale: str
-    title: str
-    caption: str
 
 
 def slug(text: str) -> str:

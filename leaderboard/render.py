@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.store import atomic_write_text
+from harness.core.store import atomic_write_text
 from leaderboard import html
 from leaderboard.aggregate import Board, build_board
-from leaderboard.plots import Plot, write_plots
+from leaderboard.artifacts import Plot
+from leaderboard.plots import write_plots
 from leaderboard.tables import (
     HEADLINE_FORMULA,
     Section,

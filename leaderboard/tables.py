@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from leaderboard.aggregate import Board, FisherRow, HorizonRow, MainRow, OrderingRow, RunSummary
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
-    from leaderboard.plots import Plot
+    from leaderboard.artifacts import Plot
 
 # Per-benchmark columns of the main table: (record key "benchmark/metric", short header).
 METRICS: tuple[tuple[str, str], ...] = (

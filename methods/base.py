@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harness.training import TrainContext
-    from harness.data import Example
+    from harness.core.context import TrainContext
+    from harness.core.data import Example
 
 
 class MethodConfig(BaseModel):

@@ -7,8 +7,8 @@ from typing import Any, Literal, Sequence
 import torch
 from pydantic import Field
 
-from harness.data import Example
-from methods import register
+from harness.core.data import Example
+from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import collect_grads, lora_pairs, unflatten_pair
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from harness.data import Example
-from methods import register
+from harness.core.data import Example
+from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import safety_replay
 

@@ -15,12 +15,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from harness.batching import collate, encode_example
-from harness.data import Example
-from harness.safety_data import CalibrationSet
+from harness.core.batching import collate, encode_example
+from harness.core.data import Example
+from harness.core.safety_data import CalibrationSet
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
-import harness.training as training
-
+from harness.core.losses import labelled_logits, lm_loss
 _LORA_PARAM = re.compile(r"^(?P<layer>.+)\.lora_(?P<part>[AB])\.(?P<adapter>[^.]+)\.weight$")
 
 
@@ -137,7 +136,7 @@ def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pa
     modules = {layer: model.get_submodule(layer) for layer in pairs}
     weights = {layer: (modules[layer].lora_A[p.adapter].weight, modules[layer].lora_B[p.adapter].weight) for layer, p in pairs.items()}
     with _captured(model, pairs) as captures, torch.enable_grad():
-        losses = training.lm_loss(model, batch, per_example=True)
+        losses = lm_loss(model, batch, per_example=True)
         # Examples are independent, so the gradient of the sum w.r.t. example i's activations is
         # the gradient of loss_i alone: the hooks see per-example output gradients.
         torch.autograd.grad(losses.sum(), [w for pair in weights.values() for w in pair], allow_unused=True)
@@ -257,8 +256,8 @@ def kl_to_disabled_adapter(model: torch.nn.Module, batch: dict[str, torch.Tensor
     with its adapter disabled (no second copy of the model). Differentiable w.r.t. the adapter.
     Both distributions are computed at the labelled positions only (as in the task loss)."""
     with torch.no_grad(), model.disable_adapter():
-        reference, _, _ = training.labelled_logits(model, batch)
-    logits, _, _ = training.labelled_logits(model, batch)
+        reference, _, _ = labelled_logits(model, batch)
+    logits, _, _ = labelled_logits(model, batch)
     return response_kl(logits, reference)
 
 

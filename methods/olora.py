@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from harness.errors import ConfigError
-from methods import register
+from harness.core.errors import ConfigError
+from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import lora_pairs
 

@@ -8,8 +8,8 @@ from typing import Any, Iterator, Literal
 import torch
 from pydantic import Field
 
-from harness.errors import ConfigError
-from methods import register
+from harness.core.errors import ConfigError
+from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import lora_pairs
 
@@ -58,7 +58,7 @@ def checkpoint_dir(ref: str | Path) -> Path:
         return path
     from huggingface_hub import snapshot_download
 
-    from harness.models import split_ref
+    from harness.core.models import split_ref
 
     repo, revision = split_ref(str(ref))
     return Path(snapshot_download(repo, revision=revision, allow_patterns=["*.safetensors", "*.json"]))

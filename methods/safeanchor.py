@@ -8,10 +8,10 @@ from typing import Any, Literal, Mapping
 import torch
 from pydantic import Field
 
-from harness.data import Example
+from harness.core.data import Example
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
-import harness.training as training
-from methods import register
+from harness.core.losses import lm_loss
+from methods.registry import register
 from methods.base import Method, MethodConfig, TrainingBlock
 from methods.lora_utils import (LoraPair, Subspace, collect_grads, complete_pairs, coverage_rank, fisher_subspace,
                                 flatten_pair, kl_to_disabled_adapter, lora_pairs, merge_subspaces, remove_component,
@@ -143,7 +143,7 @@ class SafeAnchor(Method):
         device = next(iter(ctx.trainable().values())).device
         safety = {k: v.to(device) for k, v in next(self._anchor_stream).items()}
         loss = cfg.gamma * kl_to_disabled_adapter(ctx.model, safety)
-        return loss + cfg.beta * training.lm_loss(ctx.model, safety) if repairing else loss
+        return loss + cfg.beta * lm_loss(ctx.model, safety) if repairing else loss
 
     def transform_gradients(self, ctx, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self._recompute_due(ctx.step):
@@ -215,7 +215,7 @@ class SafeAnchor(Method):
     def probe_prompts(self, ctx) -> list[str]:
         if ctx.probe_prompts:
             return list(ctx.probe_prompts[: self.config.probe_size])
-        from benchmarks.harmbench import PROBE_SPLIT, behaviors, harmful_request
+        from harness.core.safety_data import PROBE_SPLIT, behaviors, harmful_request
 
         return [harmful_request(row).prompt for row in behaviors(PROBE_SPLIT)[: self.config.probe_size]]
 

@@ -6,7 +6,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from pydantic import Field
 
-from methods import register
+from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import kl_to_disabled_adapter, lora_pairs, safety_replay
 

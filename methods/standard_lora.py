@@ -1,7 +1,7 @@
 """Standard LoRA: sequential LoRA fine-tuning with no safety constraint (the erosion baseline)."""
 from __future__ import annotations
 
-from methods import register
+from methods.registry import register
 from methods.base import Method
 
 

@@ -8,8 +8,9 @@ import torch
 from pydantic import Field
 
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
-import harness.training as training
-from methods import register
+from harness.core.adapters import attach_adapter, merge_adapter
+from harness.core.losses import lm_loss
+from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import safety_replay
 
@@ -48,7 +49,7 @@ def layer_perturbations(model: torch.nn.Module, layers: Sequence[torch.nn.Module
     outputs: list[torch.Tensor] = []
     handles = [layer.register_forward_hook(lambda m, i, out: outputs.append(_hidden(out))) for layer in layers]
     try:
-        loss = training.lm_loss(model, batch)
+        loss = lm_loss(model, batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -89,7 +90,7 @@ class Vaccine(Method):
 
     def prepare(self, ctx) -> None:
         cfg, settings = self.config, ctx.settings
-        model = training.attach_adapter(ctx.model, settings, ctx.seed * 100)  # domains use seed * 100 + k, k >= 1
+        model = attach_adapter(ctx.model, settings, ctx.seed * 100)  # domains use seed * 100 + k, k >= 1
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr or settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
         stream = ctx.batches(safety_replay(ctx.calibration, cfg.examples, cfg.harmful_share, ctx.seed), seed_offset=_STREAM_OFFSET)
@@ -101,7 +102,7 @@ class Vaccine(Method):
             batch = {k: v.to(device) for k, v in next(stream).items()}
             epsilons = layer_perturbations(model, layers, batch, cfg.rho)
             with perturbed(layers, epsilons):
-                loss = training.lm_loss(model, batch)
+                loss = lm_loss(model, batch)
             loss.backward()
             if settings.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
@@ -109,7 +110,7 @@ class Vaccine(Method):
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
         model.eval()
-        ctx.model = training.merge_adapter(model)  # the runner trains (and checkpoints) ctx.model after prepare
+        ctx.model = merge_adapter(model)  # the runner trains (and checkpoints) ctx.model after prepare
         self.alignment = {"steps": cfg.steps, "loss_first": losses[0] if losses else float("nan"),
                           "loss_last": losses[-1] if losses else float("nan")}
 

@@ -23,7 +23,7 @@ TINY_SUITE = REPO / "tests" / "tiny-suite.yaml"
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The prefetched data directory; prefetched into a temp folder from the mirror if absent."""
-    from harness.data import RAW_DATASETS, data_dir as configured, default_mirror, prefetch
+    from harness.core.data import RAW_DATASETS, data_dir as configured, default_mirror, prefetch
 
     target = configured()
     if all((target / name).exists() for name in RAW_DATASETS):
@@ -41,20 +41,20 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_world(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     """ModelHandle of the tiny world (tokenizer, base, chat), built once per session."""
     os.environ.setdefault("EROSION_CACHE", str(tmp_path_factory.mktemp("cache")))
-    from harness.models import PRESETS
+    from harness.orchestration.presets import PRESETS
 
     return PRESETS["tiny"].prepare()
 
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_world):
-    from harness.models import load_local
+    from harness.core.models import load_local
 
     return load_local(tiny_world.chat, tiny_world.tokenizer, tiny_world.max_length)
 
 
 @pytest.fixture
 def tiny_suite(tiny_world):
-    from harness.config import load_suite
+    from harness.orchestration.config import load_suite
 
     return load_suite(TINY_SUITE)

@@ -1,4 +1,4 @@
-"""A small results folder written through harness.store.ResultStore, as the runner would.
+"""A small results folder written through harness.core.store.ResultStore, as the runner would.
 
 Four methods x 2 seeds x 2 orderings of three domains (steps 0..3), with the awkward cases the
 leaderboard must show honestly:
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.store import Record, ResultStore, RunInfo, make_run_id
+from harness.core.store import Record, ResultStore, RunInfo, make_run_id
 
 MODEL = "micro"
 SCALE = "micro"

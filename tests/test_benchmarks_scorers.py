@@ -119,7 +119,7 @@ def test_mmlu_data_and_even_caps():
 # ---- MedQA ---------------------------------------------------------------------------------------
 def test_medqa_uses_only_the_held_out_carve():
     from benchmarks.medqa import eval_rows
-    from harness.domains import is_medqa_eval, medqa_rows
+    from harness.core.domains import is_medqa_eval, medqa_rows
 
     rows = eval_rows()
     assert len(rows) == 334 and all(is_medqa_eval(r) for r in rows)
@@ -149,7 +149,7 @@ def test_wildguard_scores_by_hand():
 
 def test_wildguard_evaluates_only_the_eval_half():
     from benchmarks.wildguard import eval_rows, split_cap
-    from harness.safety_data import benign_prompts, is_wildguard_calibration
+    from harness.core.safety_data import benign_prompts, is_wildguard_calibration
 
     rows = eval_rows()
     assert (len(rows["harmful"]), len(rows["safe"])) == (609, 482)
@@ -163,7 +163,7 @@ def test_wildguard_evaluates_only_the_eval_half():
 # ---- LegalBench data -----------------------------------------------------------------------------
 def test_legalbench_tasks_and_items():
     from benchmarks.legalbench import EXCLUDED_TASKS, _head_name, _train_keys, items_in_order, tasks
-    from harness.domains import legal_inputs as _inputs, legal_key as _key
+    from harness.core.domains import legal_inputs as _inputs, legal_key as _key
 
     all_tasks = tasks()
     names = {t.name for t in all_tasks}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_suite
-from harness.errors import ConfigError
+from harness.orchestration.config import load_suite
+from harness.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "sequences").glob("*.yaml"))
@@ -82,8 +82,8 @@ def test_config_hash_ignores_names_but_not_training(tmp_path: Path) -> None:
 
 
 def test_costliest_runs_start_first_and_the_plan_counts_their_cost() -> None:
-    from harness.plan import suite_cost
-    from harness.scheduler import job_graph, longest_first
+    from harness.orchestration.plan import suite_cost
+    from harness.orchestration.scheduler import job_graph, longest_first
 
     suite = load_suite(REPO / "sequences" / "micro.yaml")
     order = [job.method for job in longest_first(job_graph(suite))]

@@ -5,12 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harmbench import behaviors, harmful_request
-from benchmarks.judges import REFUSAL_PHRASES
-from benchmarks.xstest import prompts as xstest_prompts
-from harness.data import DataError, dataset_file, prefetch, prompt_key
-from harness.domains import DOMAINS, is_medqa_eval, medqa_prompt, medqa_rows
-from harness.safety_data import calibration_set, everyday_requests, is_wildguard_calibration, wildguard_rows
+from harness.core.safety_data import behaviors, harmful_request
+from harness.core.safety_data import REFUSAL_PHRASES
+from harness.core.safety_data import xstest_prompts
+from harness.core.data import DataError, dataset_file, prefetch, prompt_key
+from harness.core.domains import DOMAINS, is_medqa_eval, medqa_prompt, medqa_rows
+from harness.core.safety_data import (
+    calibration_set,
+    everyday_requests,
+    is_wildguard_calibration,
+    wildguard_rows,
+)
 
 
 def eval_keys() -> set[str]:
@@ -78,7 +83,7 @@ def test_prefetch_from_mirror_is_idempotent(tmp_path: Path, data_dir: Path) -> N
 
 
 def test_legal_training_never_sees_a_test_row_or_an_answer_column() -> None:
-    from harness.domains import legal_key, legal_training_rows, legalbench_test_keys
+    from harness.core.domains import legal_key, legal_training_rows, legalbench_test_keys
 
     held_out = legalbench_test_keys()
     rows = list(legal_training_rows())
@@ -92,8 +97,8 @@ def test_short_answer_domains_train_what_their_benchmarks_score(tiny_lm) -> None
     """Medical, Legal and Finance answer "The answer is X."; MedQA and LegalBench open the reply with
     the same prefix and score " X" after it, so an evaluated answer is token for token the start of
     a training reply."""
-    from harness.batching import encode_example
-    from harness.domains import ANSWER_PREFIX, domain_examples
+    from harness.core.batching import encode_example
+    from harness.core.domains import ANSWER_PREFIX, domain_examples
 
     for name in ("medical", "legal"):
         for example in domain_examples(name, 20, seed=0):

@@ -9,10 +9,16 @@ import pytest
 import torch
 
 from benchmarks import get_benchmark
-from benchmarks.harmbench import EVAL_SPLIT, behaviors
-from benchmarks.judges import (HarmBenchClassifier, JudgeItem, get_judge, missing_judge_weights,
-                               parse_harmbench_label, parse_llama_guard_label)
-from harness.models import load_local, load_model, load_tokenizer
+from harness.core.safety_data import EVAL_SPLIT, behaviors
+from benchmarks.judges import (
+    HarmBenchClassifier,
+    JudgeItem,
+    get_judge,
+    missing_judge_weights,
+    parse_harmbench_label,
+    parse_llama_guard_label,
+)
+from harness.core.models import load_local, load_model, load_tokenizer
 
 
 @pytest.mark.parametrize("text, verdict", [

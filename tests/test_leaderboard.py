@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import leaderboard_fixture as fx
-from harness.store import ResultStore, RunInfo, make_run_id
+from harness.core.store import ResultStore, RunInfo, make_run_id
 from leaderboard import render, terminal_table
 from leaderboard.tables import CSV_MIN_STEPS, METRICS
 
@@ -294,7 +294,7 @@ def test_leaderboard_imports_only_allowed_modules() -> None:
             for name in names:
                 assert name.split(".")[0] in ALLOWED_IMPORTS, f"{source.name} imports {name}"
                 if name.startswith("harness"):
-                    assert name in ("harness.store", "harness.errors"), f"{source.name} imports {name}"
+                    assert name in ("harness.core.store", "harness.core.errors"), f"{source.name} imports {name}"
 
 
 def test_renders_where_torch_cannot_be_imported(rendered: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:

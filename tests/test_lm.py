@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.lm import ChatLM
+from harness.core.lm import ChatLM
 
 REQUESTS = [("Q: What is the capital of France?\nA:", " Paris"), ("Hi", " there, friend"),
             ("A much longer context about medicine, law and code, with many words in it.", " ok"),
@@ -40,7 +40,7 @@ def test_batched_generation_equals_one_at_a_time(tiny_lm: ChatLM) -> None:
 @torch.no_grad()
 def test_shared_prefix_is_cached_and_exact(tiny_lm: ChatLM) -> None:
     """A long common few-shot prompt takes the cached path and gives the same numbers."""
-    from benchmarks.lm import MIN_CACHED_PREFIX, shared_prefix
+    from harness.core.lm import MIN_CACHED_PREFIX, shared_prefix
     from benchmarks.truthfulqa import doc_to_text
 
     requests = [(doc_to_text(q), c) for q in ("Is the sky blue?", "What do cats eat?") for c in (" Yes.", " No, never.", " Fish")]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.training import lm_loss
+from harness.core.losses import lm_loss
 from methods.lora_utils import (Subspace, coverage_rank, fisher_subspace, fixed_batches, flatten_pair, lora_pairs,
                                 kl_to_disabled_adapter, merge_subspaces, per_example_grads, remove_component, response_kl,
                                 safety_replay, unflatten_pair)

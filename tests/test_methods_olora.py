@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 from methods.lora_utils import lora_pairs
 from methods.olora import OLoRA, OLoRAConfig, orthogonality_penalty
 from test_methods_support import tiny_context

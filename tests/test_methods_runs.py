@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.config import load_suite
-from harness.runner import Run
-from harness.store import ResultStore
+from harness.orchestration.config import load_suite
+from harness.orchestration.runner import Run
+from harness.core.store import ResultStore
 from methods import all_methods
 from test_methods_support import TINY_SUITE
 

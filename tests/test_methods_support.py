@@ -5,11 +5,13 @@ from pathlib import Path
 
 import torch
 
-from harness.config import load_suite
-from harness.domains import domain_examples
-from harness.models import ModelHandle, load_model, load_tokenizer
-from harness.safety_data import calibration_set
-from harness.training import TrainContext, attach_adapter, lm_loss
+from harness.orchestration.config import load_suite
+from harness.core.domains import domain_examples
+from harness.core.models import ModelHandle, load_model, load_tokenizer
+from harness.core.safety_data import calibration_set
+from harness.core.context import TrainContext
+from harness.core.adapters import attach_adapter
+from harness.core.losses import lm_loss
 
 TINY_SUITE = Path(__file__).resolve().parent / "tiny-suite.yaml"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from peft import PeftModel
 
-from harness.models import load_model
-from harness.training import lm_loss
+from harness.core.models import load_model
+from harness.core.losses import lm_loss
 from methods.lora_utils import fixed_batches
 from methods.vaccine import Vaccine, VaccineConfig, decoder_layers, layer_perturbations, perturbed
 from test_methods_support import tiny_context

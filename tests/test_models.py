@@ -5,7 +5,8 @@ import re
 from pathlib import Path
 
 from benchmarks.judges import ClassifierJudge, JUDGES
-from harness.models import PRESETS, split_ref
+from harness.orchestration.presets import PRESETS
+from harness.core.models import split_ref
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -35,7 +36,7 @@ def test_world_builds_at_fixed_threads_whatever_the_machine(tiny_world) -> None:
 
     import torch
 
-    from harness.micro_world import BUILD_THREADS, build_threads
+    from harness.orchestration.micro_world import BUILD_THREADS, build_threads
 
     build = json.loads((Path(tiny_world.chat).parent / "build.json").read_text())
     assert build["torch_threads"] == BUILD_THREADS  # whatever this machine's default is

@@ -1,12 +1,12 @@
-"""The organism check computed from a results folder (harness/organism.py), on a hand-made store."""
+"""The organism check computed from a results folder (harness/orchestration/organism.py), on a hand-made store."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from harness.organism import PAPER_ORDER, erosion_checks
-from harness.store import Record, ResultStore, RunInfo, make_run_id
+from harness.orchestration.organism import PAPER_ORDER, erosion_checks
+from harness.core.store import Record, ResultStore, RunInfo, make_run_id
 
 
 def add_run(store: ResultStore, seed: int, config_hash: str, started_at: float, harmbench: list[float], composite: list[float]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import ResultStore
+from harness.core.store import ResultStore
 
 REPO = Path(__file__).resolve().parent.parent
 

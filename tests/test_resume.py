@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import ResultStore
+from harness.core.store import ResultStore
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "tests" / "tiny-suite.yaml"

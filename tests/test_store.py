@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import StoreError
-from harness.store import Record, ResultStore, RunInfo, atomic_write_json
+from harness.core.errors import StoreError
+from harness.core.store import Record, ResultStore, RunInfo, atomic_write_json
 
 
 def record(step: int, value: float) -> Record:

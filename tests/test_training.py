@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.batching import IGNORE
-from harness.training import lm_loss
+from harness.core.batching import IGNORE
+from harness.core.losses import lm_loss
 from tests.test_methods_support import tiny_context
 
 
@@ -42,7 +42,7 @@ def test_response_only_loss_equals_full_logits_loss(tiny_world):
 
 def test_alignment_loss_weighs_each_replys_first_tokens(tiny_world):
     """Alignment's decision weight, by hand: each example's first k reply tokens count w times."""
-    from harness.alignment import full_logits_loss as alignment_loss
+    from harness.orchestration.alignment import full_logits_loss as alignment_loss
 
     ctx = tiny_context(tiny_world)
     batch = next(ctx.batches(ctx.domain_examples))

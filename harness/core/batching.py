@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from harness.data import Example
+from harness.core.data import Example
 
 IGNORE = -100
 

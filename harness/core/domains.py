@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from harness.data import Example, dataset_file, read_csv, read_json, read_jsonl, require_fields, stable_bucket
+from harness.core.data import (
+    Example,
+    dataset_file,
+    read_csv,
+    read_json,
+    read_jsonl,
+    require_fields,
+    stable_bucket,
+)
 
 MEDQA_EVAL_PERCENT = 25
 FINANCE_LABELS = {"0": "Bearish", "1": "Bullish", "2": "Neutral"}

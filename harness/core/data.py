@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 
 csv.field_size_limit(10**8)
 
@@ -62,7 +62,7 @@ def default_data_dir() -> Path:
 
 def default_mirror() -> Path | None:
     """``../shared/data`` beside the checkout, if it is there."""
-    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.errors import StoreError
+from harness.core.errors import StoreError
 
 SCHEMA_VERSION = 1
 MARKER = "erosion-results.json"
@@ -38,7 +38,7 @@ RUN_STATUSES = ("running", "done", "failed")
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` so that readers see the old file or the whole new one, never a prefix."""
-    from harness.faults import reached
+    from harness.core.faults import reached
 
     path.parent.mkdir(parents=True, exist_ok=True)
     reached("before_write")

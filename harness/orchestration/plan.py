@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.config import SuiteConfig
-from harness.models import ModelPreset
-from harness.scheduler import Job, job_graph
+from harness.orchestration.config import SuiteConfig
+from harness.orchestration.presets import ModelPreset
+from harness.orchestration.scheduler import Job, job_graph
 from harness.training import steps_for
 
 THROUGHPUT = {  # (training tokens/s, generated tokens/s)
@@ -41,8 +41,8 @@ class Estimate:
 
 def domain_sizes(suite: SuiteConfig) -> dict[str, int]:
     """Examples each domain contributes (capped by examples_per_domain)."""
-    from harness.data import DataError
-    from harness.domains import DOMAINS
+    from harness.core.data import DataError
+    from harness.core.domains import DOMAINS
 
     sizes = {}
     for name in suite.domains:
@@ -85,7 +85,7 @@ def describe_plan(suite: SuiteConfig, preset: ModelPreset) -> str:
         f"per run: {est.steps_per_run} optimizer steps, ~{est.train_tokens_per_run:,} training tokens (upper bound), "
         f"{est.eval_points_per_run} evaluation points",
         f"estimate: {est.hours_per_run:.2f} {unit} per Standard LoRA run, {est.hours_per_run * suite_cost(jobs):.1f} {unit} "
-        f"in all (throughput assumption and method costs: see harness/plan.py)",
+        f"in all (throughput assumption and method costs: see harness/orchestration/plan.py)",
         "jobs:",
     ]
     lines += [f"  {job.run_id(suite)}  [{' -> '.join(job.ordering)}]" for job in jobs]

@@ -190,7 +190,7 @@ class ChatLM:
     def generate(self, prompts: Sequence[str], max_new_tokens: int, desc: str = "generate") -> list[str]:
         """Greedy continuations of already-formatted prompts (left padding, KV cache)."""
         if max_new_tokens >= self.max_length:
-            from harness.errors import ConfigError
+            from harness.core.errors import ConfigError
 
             raise ConfigError(f"eval.max_new_tokens={max_new_tokens} leaves no room for the prompt: the model's context is "
                               f"{self.max_length} tokens. Fix: set eval.max_new_tokens below {self.max_length} in the suite.")

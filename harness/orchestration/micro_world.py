@@ -26,9 +26,9 @@ from typing import Any, Iterator
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.alignment import AlignConfig, align, domain_pool, fit
-from harness.config import stable_hash
-from harness.safety_data import REFUSALS, HELPFUL_BODIES, HELPFUL_OPENERS, calibration_set
+from harness.orchestration.alignment import AlignConfig, align, domain_pool, fit
+from harness.core.hashing import stable_hash
+from harness.core.safety_data import REFUSALS, HELPFUL_BODIES, HELPFUL_OPENERS, calibration_set
 
 # Micro scale evaluates HarmBench's 159 standard behaviors (the first rows of the evaluation
 # order); contextual behaviors carry contexts of up to ~1,000 tokens, beyond a 5M-parameter model.
@@ -235,7 +235,7 @@ def _build(config: WorldConfig, paths: WorldPaths) -> WorldPaths:
 def organism_report(paths: WorldPaths, config: WorldConfig) -> dict[str, Any]:
     """The starting-model checks: aligned refuses HarmBench, base does not, aligned answers XSTest-safe."""
     from benchmarks import get_benchmark
-    from harness.models import load_local
+    from harness.core.models import load_local
 
     results: dict[str, dict[str, float]] = {}
     harmbench_cap = min(HARMBENCH_STANDARD, config.report_cap or HARMBENCH_STANDARD)

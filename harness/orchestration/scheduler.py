@@ -15,9 +15,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from harness.config import SuiteConfig
-from harness.models import PRESETS, ModelHandle
-from harness.store import ResultStore, RunInfo, make_run_id
+from harness.orchestration.config import SuiteConfig
+from harness.orchestration.presets import PRESETS
+from harness.core.models import ModelHandle
+from harness.core.store import ResultStore, RunInfo, make_run_id
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def longest_first(jobs: list[Job]) -> list[Job]:
 
 
 def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str) -> dict[str, Any]:
-    from harness.runner import Run
+    from harness.orchestration.runner import Run
 
     run = Run(suite, handle, job.method, list(job.ordering), job.seed, ResultStore(results))
     info = run.execute()
@@ -162,7 +163,7 @@ def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", ad
 
 def update_model_report(store: ResultStore, handle: ModelHandle) -> None:
     """The starting model's report plus the organism checks that need finished runs."""
-    from harness.organism import erosion_checks
+    from harness.orchestration.organism import erosion_checks
 
     report = {**handle.report, "model": handle.name, "scale": handle.scale}
     report["checks"] = list(report.get("checks", [])) + erosion_checks(store, handle.name)

