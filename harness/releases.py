@@ -7,8 +7,9 @@ and its numbers do not move. A file whose sha256 nobody here could check is decl
 ("unverified"): prefetch refuses it unless ``--allow-unverified`` is given, and then records the
 sha256 it accepted in the release folder's ``SOURCE.txt`` so it can be pinned.
 
-A release lands whole or not at all: the raw files are checked into ``.downloads/``, the converter
-writes ``NAME.partial/``, and only a finished folder is renamed to ``NAME/``.
+A release lands whole or not at all: the raw files are checked into ``.downloads/NAME/``, the
+converter writes ``NAME.partial/``, and only a finished folder is renamed to ``NAME/`` (then the raw
+files are removed; a rerun after a failure fetches only the raw files not yet checked).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Callable
 
 from harness.data import DOWNLOADS, FetchOptions, declared_files, license_marks, read_jsonl
 from harness.errors import DataError
-from harness.sources import Source, fetch_file, fetch_hub, land
+from harness.sources import Source, fetch_file, fetch_hub, land, sha256_of
 
 MMLU_LETTERS = ("A", "B", "C", "D")
 MMLU_SPLITS = {"test": "test", "validation": "val", "dev": "dev"}  # release split -> offline folder
@@ -185,6 +186,7 @@ def prefetch_release(release: Release, dest: Path, force: bool, options: FetchOp
     (staging / "SOURCE.txt").write_text(_receipt(release, hashes), encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     staging.replace(target)
+    shutil.rmtree(dest / DOWNLOADS / release.name)  # converted: the raw files' hashes are in SOURCE.txt
     return True
 
 
@@ -194,15 +196,17 @@ def _fetch_raw(release: Release, dest: Path, options: FetchOptions) -> tuple[dic
     source = release.source
     raw, hashes = {}, {}
     for file in release.files:
-        path = folder / "raw" / file.name
+        path = raw[file.name] = folder / "raw" / file.name
         what = f"release {release.name!r} file {file.remote}"
-        if source.kind == "hub":
+        if path.exists():  # checked by an earlier run that failed later
+            hashes[file.name] = sha256_of(path)
+        elif source.kind == "hub":
             fetched = fetch_hub(source, file.remote, folder / "hub", what, release.name, options.base_url)
             hashes[file.name] = land(fetched, path, file.sha256, what, source.describe())
         else:
-            hashes[file.name] = fetch_file(source.remote_url(file.remote, options.base_url), path, file.sha256, path.with_name(path.name + ".part"), what,
-                                           source.describe(), options.attempts, options.backoff)
-        raw[file.name] = path
+            hashes[file.name] = fetch_file(source.remote_url(file.remote, options.base_url), path, file.sha256,
+                                           folder / "parts" / (file.name + ".part"), what, source.describe(),
+                                           options.attempts, options.backoff)
     return raw, hashes
 
 

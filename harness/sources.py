@@ -253,5 +253,5 @@ def fetch_hub(source: Source, remote_path: str, cache: Path, what: str, dataset:
             f"then `export HF_TOKEN=...` and rerun `HF_HUB_OFFLINE=0 erosion prefetch`.") from None
     except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
         raise DataError(f"{what}: could not fetch {remote_path} from {source.describe()} ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}). Fix: check the network and the pinned "
-                        f"revision, or use --mirror PATH.") from None
+                        f"{str(err).splitlines()[0] if str(err) else ''}). Fix: check the network (and HF_ENDPOINT, if "
+                        f"set); if the hub answers, the pinned revision or path in harness/releases.py is wrong.") from None

@@ -165,3 +165,20 @@ def test_every_release_is_pinned_to_a_commit_and_stands_for_an_offline_dataset()
         assert len({f.name for f in release.files}) == len(release.files)
     assert sum(f.sha256 is not None for f in RELEASES["bbq-full"].files) == 6  # the offline copy's checked hashes
     assert len(RELEASES["bbq-full"].files) == 11
+
+
+def test_a_failed_release_keeps_its_checked_raw_files_and_a_rerun_fetches_only_the_rest(hub, tmp_path) -> None:
+    medqa = RELEASES["medqa-release"]
+    row = {"question": "Q?", "answer": "a", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "A"}
+    content = (json.dumps(row) + "\n").encode()
+    hub.add_hub_file(medqa.source.repo, medqa.source.revision, "phrases_no_exclude_train.jsonl", content)
+    options = FetchOptions(base_url=hub.base_url, allow_unverified=True)
+    with pytest.raises(DataError, match="phrases_no_exclude_test.jsonl"):
+        prefetch(["medqa-release"], None, tmp_path, options=options)
+    assert not (tmp_path / "medqa-release").exists()
+    hub.add_hub_file(medqa.source.repo, medqa.source.revision, "phrases_no_exclude_test.jsonl", content)
+    before = len(hub.requests)
+    assert prefetch(["medqa-release"], None, tmp_path, options=options) == ["medqa-release"]
+    assert {p.rsplit("/", 1)[-1] for _, p, _ in hub.requests[before:]} == {"phrases_no_exclude_test.jsonl"}
+    assert read_jsonl(tmp_path / "medqa-release" / "test.jsonl") == [{"realidx": 0, **row}]
+    assert not (tmp_path / ".downloads" / "medqa-release").exists()

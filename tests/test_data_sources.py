@@ -109,7 +109,7 @@ def test_a_download_cut_half_way_resumes_and_finishes_with_the_right_hash(server
     dest = tmp_path / "data"
     with pytest.raises(DataError, match="broke off 1 times"):
         prefetch(["truthfulqa"], None, dest, options=replace(fast(server), attempts=1))
-    kept = (dest / ".downloads" / "truthfulqa" / "validation.json.part").stat().st_size
+    kept = (dest / ".downloads" / "truthfulqa" / "parts" / "validation.json.part").stat().st_size
     assert 0 < kept <= len(content) // 2 and not (dest / "truthfulqa").exists()
     assert prefetch(["truthfulqa"], None, dest, options=fast(server)) == ["truthfulqa"]
     assert server.requests[-1] == ("GET", path, f"bytes={kept}-")  # only the missing bytes are asked for
@@ -125,6 +125,23 @@ def test_a_cut_within_one_call_is_resumed_by_the_next_attempt(server, data_dir, 
     first, resumed = [r for _, p, r in server.requests if p == path]
     assert first is None and 0 < int(resumed.removeprefix("bytes=").removesuffix("-")) <= len(content) // 2
     assert (tmp_path / "truthfulqa" / "validation.json").read_bytes() == content
+
+
+def test_a_dataset_lands_whole_and_a_rerun_fetches_only_what_is_missing(server, data_dir, tmp_path) -> None:
+    bbq = RAW_DATASETS["bbq"]
+    files = declared_files("bbq")
+    for declared in files[:-1]:
+        server.add(bbq.source_for(declared.relative).url(declared.relative), (data_dir / "bbq" / declared.relative).read_bytes())
+    with pytest.raises(DataError, match="HTTP 404"):
+        prefetch(["bbq"], None, tmp_path, options=fast(server))
+    assert not (tmp_path / "bbq").exists()  # no loader sees five of six categories
+    last = files[-1].relative
+    path = server.add(bbq.source_for(last).url(last), (data_dir / "bbq" / last).read_bytes())
+    before = len(server.requests)
+    assert prefetch(["bbq"], None, tmp_path, options=fast(server)) == ["bbq"]
+    assert [p for _, p, _ in server.requests[before:]] == [path]
+    assert sorted(p.name for p in (tmp_path / "bbq").iterdir()) == sorted(f.relative for f in files)
+    assert sorted(p.name for p in (tmp_path / ".downloads").iterdir()) == []
 
 
 def test_a_server_failing_twice_with_500_then_answering_succeeds(server, data_dir, tmp_path) -> None:
