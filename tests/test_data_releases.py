@@ -182,3 +182,23 @@ def test_a_failed_release_keeps_its_checked_raw_files_and_a_rerun_fetches_only_t
     assert {p.rsplit("/", 1)[-1] for _, p, _ in hub.requests[before:]} == {"phrases_no_exclude_test.jsonl"}
     assert read_jsonl(tmp_path / "medqa-release" / "test.jsonl") == [{"realidx": 0, **row}]
     assert not (tmp_path / ".downloads" / "medqa-release").exists()
+
+
+def test_a_github_release_is_copied_as_is_and_its_pinned_files_are_checked(hub, data_dir, tmp_path) -> None:
+    """bbq-full from "GitHub": the six categories the mirror has must match their hashes; the rest
+    are accepted (unverified) and recorded."""
+    bbq = RELEASES["bbq-full"]
+    for file in bbq.files:
+        offline = data_dir / "bbq" / file.name
+        hub.add(bbq.source.remote_url(file.remote), offline.read_bytes() if offline.exists() else b'{"example_id": 0}\n')
+    options = FetchOptions(base_url=hub.base_url, allow_unverified=True)
+    assert prefetch(["bbq-full"], None, tmp_path, options=options) == ["bbq-full"]
+    out = tmp_path / "bbq-full"
+    assert (out / "Age.jsonl").read_bytes() == (data_dir / "bbq" / "Age.jsonl").read_bytes()
+    assert len(list(out.glob("*.jsonl"))) == 11
+    receipt = (out / "SOURCE.txt").read_text()
+    assert receipt.count("checked") == 6 and receipt.count("UNVERIFIED") == 5
+    hub.misbehave(f"/raw.githubusercontent.com/nyu-mll/BBQ/{bbq.source.revision}/data/Religion.jsonl", corrupt=True)
+    with pytest.raises(DataError, match="Religion.jsonl: sha256 mismatch"):
+        prefetch(["bbq-full"], None, tmp_path / "again", options=options)
+    assert not (tmp_path / "again" / "bbq-full").exists()
