@@ -2,7 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Data: copied from MIRROR when that folder exists, else downloaded from each dataset's pinned public
+# source (sha256-checked). DATA_BASE_URL replaces every public host (https://HOST/PATH is fetched from
+# DATA_BASE_URL/HOST/PATH): tests and private mirrors, e.g. tests/source_server.py. MIRROR=none forces
+# the download.
 MIRROR ?= ../shared/data
+DATA_BASE_URL ?=
 SUITE ?= sequences/micro.yaml
 RESULTS ?= results
 PYTEST_ARGS ?=
@@ -24,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 prefetch: setup
-	$(BIN)/erosion prefetch --mirror $(MIRROR)
+	$(BIN)/erosion prefetch $(if $(wildcard $(MIRROR)),--mirror $(MIRROR),--no-mirror) $(if $(DATA_BASE_URL),--base-url $(DATA_BASE_URL))
 
 world: prefetch
 	$(BIN)/erosion build-world

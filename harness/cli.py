@@ -40,15 +40,34 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 # ---- subcommands ---------------------------------------------------------------------------------
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from harness.core.data import RAW_DATASETS, data_dir, default_mirror, prefetch
+    from harness.core.data import RAW_DATASETS, FetchOptions, data_dir, default_mirror
+    from harness.core.prefetch import prefetch
 
-    mirror = Path(args.mirror) if args.mirror else default_mirror()
-    names = args.datasets or list(RAW_DATASETS)
-    copied = prefetch(names, mirror, Path(args.data_dir) if args.data_dir else None, force=args.force)
-    target = args.data_dir or data_dir()
-    print(f"data directory {target}: {len(copied)} copied, {len(names) - len(copied)} already present"
-          f"{f' (mirror {mirror})' if mirror else ''}")
+    target = Path(args.data_dir) if args.data_dir else data_dir()
+    if args.list:
+        print_dataset_table(target)
+        return 0
+    mirror = None if args.no_mirror else Path(args.mirror) if args.mirror else default_mirror()
+    names = args.datasets + args.only or list(RAW_DATASETS)
+    options = FetchOptions(base_url=args.base_url, allow_unverified=args.allow_unverified)
+    fetched = prefetch(names, mirror, target, force=args.force, options=options)
+    origin = f"mirror {mirror}" if mirror else "public sources" + (f" via {args.base_url}" if args.base_url else "")
+    print(f"data directory {target}: {len(fetched)} fetched from {origin}, {len(names) - len(fetched)} already present")
     return 0
+
+
+def print_dataset_table(target: Path) -> None:
+    """``erosion prefetch --list``: every dataset with its source, license, size, sha256 and presence."""
+    from harness.core.prefetch import dataset_listing
+
+    rows = dataset_listing(target)
+    columns = ("name", "scale", "present", "size", "license")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+        print(f"    source {row['source']}\n    sha256 {row['sha256']}")
+    print(f"data directory {target}; NC = non-commercial license, gated = accept the terms on the hub and set HF_TOKEN")
 
 
 def cmd_build_world(args: argparse.Namespace) -> int:
@@ -179,11 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("prefetch", cmd_prefetch, "Copy every dataset the suites need into the data directory (offline loaders read only from there).")
-    p.add_argument("datasets", nargs="*", help="dataset names (default: all)")
+    p = add("prefetch", cmd_prefetch, "Fetch every dataset the suites need into the data directory (offline loaders read only from "
+            "there): from a local mirror when one is given or found beside the checkout, else from each dataset's pinned "
+            "public source, every file checked by sha256.")
+    p.add_argument("datasets", nargs="*", help="dataset names (default: every dataset of the micro default)")
+    p.add_argument("--only", nargs="+", default=[], metavar="NAME", help="fetch only these datasets (same as naming them)")
+    p.add_argument("--list", action="store_true", help="list every dataset (micro and paper-scale releases) with source, "
+                   "revision, license, size, sha256 and whether it is present, then exit")
     p.add_argument("--mirror", help="local mirror folder (default: ../shared/data beside the checkout, if present)")
+    p.add_argument("--no-mirror", action="store_true", help="ignore any mirror and download from the public sources")
+    p.add_argument("--base-url", help="fetch https://HOST/PATH from BASE_URL/HOST/PATH instead (tests, private mirrors; "
+                   "also $EROSION_SOURCE_BASE_URL)")
+    p.add_argument("--allow-unverified", action="store_true", help="accept paper-scale release files whose sha256 is not "
+                   "pinned yet (recorded in the release's SOURCE.txt)")
     p.add_argument("--data-dir", help="destination (default: $EROSION_DATA or ~/.cache/erosion-bench/data)")
-    p.add_argument("--force", action="store_true", help="copy again even if present")
+    p.add_argument("--force", action="store_true", help="fetch again even if present")
 
     p = add("build-world", cmd_build_world, "Build (or reuse from cache) the micro world: tokenizer, micro-base, micro-chat, organism report.")
     p.add_argument("--preset", default="micro", choices=["micro", "tiny"])

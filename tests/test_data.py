@@ -8,7 +8,8 @@ import pytest
 from harness.core.safety_data import behaviors, harmful_request
 from harness.core.safety_data import REFUSAL_PHRASES
 from harness.core.safety_data import xstest_prompts
-from harness.core.data import DataError, dataset_file, prefetch, prompt_key
+from harness.core.data import DataError, dataset_file, prompt_key
+from harness.core.prefetch import prefetch
 from harness.core.domains import DOMAINS, is_medqa_eval, medqa_prompt, medqa_rows
 from harness.core.safety_data import (
     calibration_set,
