@@ -456,7 +456,7 @@ def install_guards(root):
     plain_paths = (pathlib.PosixPath, pathlib.PurePosixPath)
     blocked_prefixes = ("socket.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
                         "os.system", "subprocess.", "os.kill", "os.killpg", "os.link", "gc.get_", "pty.",
-                        "resource.setrlimit", "resource.prlimit", "os.mknod", "os.mkfifo", "signal.pthread_kill",
+                        "resource.setrlimit", "resource.prlimit", "signal.pthread_kill",
                         "os.chroot")
     blocked_imports = frozenset(("_posixsubprocess", "_ctypes", "ctypes", "_socket", "socket", "_multiprocessing",
                                  "multiprocessing", "_testcapi", "_testinternalcapi", "_xxsubinterpreters", "mmap"))
@@ -470,6 +470,10 @@ def install_guards(root):
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     for name in blocked_imports:
         sys.modules.pop(name, None)
+    import posix
+    for module in (os, posix):  # no audit event in 3.11: the calls go instead
+        for name in ("mkfifo", "mknod"):
+            module.__dict__.pop(name, None)
 
     def inside(path, dir_fd=None):
         if type(path) in plain_paths:
@@ -479,9 +483,7 @@ def install_guards(root):
         if type(path) not in (str, bytes):
             return False  # objects whose __fspath__ could answer differently twice
         path = fsdecode(path)
-        if type(dir_fd) is int and not path.startswith("/"):
-            if dir_fd < 0:
-                return False
+        if type(dir_fd) is int and dir_fd >= 0 and not path.startswith("/"):  # -1: no dir_fd given
             path = join(readlink(f"/proc/self/fd/{dir_fd}"), path)
         resolved = realpath(path)
         return resolved == root or resolved.startswith(prefix) or resolved == "/dev/null"
@@ -749,6 +751,7 @@ def _empty_folder(dir_fd: int, name: str, depth: int) -> None:
 def _scrubbed_layers(report: dict[str, Any]) -> dict[str, Any]:
     """The layer report, with the fallbacks it implies named (what a reader of the results needs)."""
     layers = {k: report.get(k, False) for k in ("namespaces", "user_namespace", "fresh_uid", "read_only_root", "python_guards")}
+    layers["uid"] = report.get("uid")
     fallbacks = []
     if not layers["namespaces"]:
         fallbacks.append("no namespaces: processes are fenced by a subreaper, files and network by the Python guards only")
