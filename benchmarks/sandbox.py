@@ -268,6 +268,8 @@ def _main():
             ready = from_u.read()
         except _TimedOut:
             finish("failed: the sandbox did not start in time", 3)
+        except BaseException:
+            finish("failed: the sandbox did not start", 3)
         if ready != {"ready": True}:
             finish("failed: the sandbox did not start", 3)
         signal.setitimer(signal.ITIMER_REAL, job["timeout"])
@@ -761,7 +763,7 @@ def _empty_folder(dir_fd: int, name: str, depth: int) -> None:
 def _scrubbed_layers(report: dict[str, Any]) -> dict[str, Any]:
     """The layer report, with the fallbacks it implies named (what a reader of the results needs)."""
     layers = {k: report.get(k, False) for k in ("namespaces", "user_namespace", "fresh_uid", "read_only_root", "python_guards")}
-    layers["uid"] = report.get("uid")
+    layers["uid"], layers["capabilities"] = report.get("uid"), report.get("capabilities")  # CapEff of the program
     fallbacks = []
     if not layers["namespaces"]:
         fallbacks.append("no namespaces: processes are fenced by a subreaper, files and network by the Python guards only")

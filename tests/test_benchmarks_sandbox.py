@@ -253,6 +253,21 @@ def test_remove_tree_never_follows_links_and_never_fails(tmp_path):
     remove_tree(root)  # already gone: still no error
 
 
+def test_the_program_holds_no_capabilities_and_no_fallback_here():
+    if not capabilities()["namespaces"]:
+        pytest.skip(f"no namespaces on this machine: {capabilities()['fallbacks']}")
+    layers = run("").isolation
+    assert layers["capabilities"] == "0" * 16
+    assert layers["namespaces"] and layers["read_only_root"] and layers["python_guards"]
+    assert layers["fresh_uid"] is (os.geteuid() == 0) and layers["user_namespace"] is (os.geteuid() != 0)
+
+
+def test_a_sandbox_that_does_not_start_is_an_error():
+    # a work folder's tmpfs of -1 bytes cannot be mounted: the program's process never gets ready
+    result = run("", replace(FAST, file_size_bytes=-1))
+    assert result.status == "error" and not result.passed and "did not start" in result.detail
+
+
 def test_fallback_without_namespaces_is_reported():
     result = run("", replace(FAST, namespaces=False))
     assert result.passed, result.detail
