@@ -72,6 +72,7 @@ from typing import Any
 # uids handed to programs when the harness is root: far above any real account.
 _UID_BASE = 3_000_000_000
 _UID_SPAN = 100_000_000
+_NOBODY = 65534
 _DETAIL_CHARS = 120
 HIDDEN_ALWAYS = ("/tmp", "/var/tmp", "/run", "/dev/shm", "/home")
 
@@ -310,6 +311,7 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 442, -100, 0x8000, 1, 2
 
+NOBODY = 65534
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
@@ -388,11 +390,13 @@ def fence_process(cfg):
 
 def drop_identity(cfg, layers):
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if os.geteuid() == 0 and cfg["uid"] is None and cfg["drop"]:
+        raise PermissionError("no uid to drop to: a program never runs as root unless asked")
     if cfg["uid"] is not None and os.geteuid() == 0:
         os.setgroups([])
         os.setgid(cfg["gid"])
         os.setuid(cfg["uid"])  # from root to another uid: every capability goes
-        layers["fresh_uid"] = True
+        layers["fresh_uid"] = cfg["uid"] != NOBODY
     # Whatever capabilities are left (those of our own user namespace) go too.
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)
     data = (ctypes.c_uint32 * 6)()
@@ -615,12 +619,16 @@ def _mapped_uid_range() -> tuple[int, int] | None:
 
 
 def _claim_uid() -> int | None:
-    """A fresh uid for one check (root only; never shared with a running check), or None."""
+    """A fresh uid for one check (root only; never shared with a running check); ``nobody`` when
+    no fresh uid is mapped here (shared, so never killed by uid: the PID namespace does that); or
+    None (not root, or not even ``nobody`` is mapped)."""
     if os.geteuid() != 0:
         return None
     span = _mapped_uid_range()
-    if span is None or not (span[0] <= _UID_BASE and _UID_BASE + _UID_SPAN <= span[0] + span[1]):
+    if span is None:
         return None
+    if not (span[0] <= _UID_BASE and _UID_BASE + _UID_SPAN <= span[0] + span[1]):
+        return _NOBODY if span[0] <= _NOBODY < span[0] + span[1] else None
     with _uids_lock:
         while True:
             uid = _UID_BASE + secrets.randbelow(_UID_SPAN)
@@ -630,7 +638,7 @@ def _claim_uid() -> int | None:
 
 
 def _release_uid(uid: int | None) -> None:
-    if uid is not None:
+    if uid is not None and uid != _NOBODY:
         _kill_uid(uid)
         with _uids_lock:
             _uids_in_use.discard(uid)
@@ -678,7 +686,7 @@ def _preimports(program: str) -> list[str]:
             "hashlib", "random", "statistics", "fractions", "decimal", "numbers", "copy", "operator"]
     try:
         tree = ast.parse(program)
-    except (SyntaxError, ValueError):
+    except Exception:  # noqa: BLE001 - any program, however broken or deep, only loses the preimports
         return base
     names = set()
     for node in ast.walk(tree):
@@ -767,7 +775,11 @@ def _scrubbed_layers(report: dict[str, Any]) -> dict[str, Any]:
     fallbacks = []
     if not layers["namespaces"]:
         fallbacks.append("no namespaces: processes are fenced by a subreaper, files and network by the Python guards only")
-    if not layers["fresh_uid"]:
+    if layers["uid"] == 0:
+        fallbacks.append("the program runs as root (privileges not dropped)")
+    elif layers["uid"] == _NOBODY:
+        fallbacks.append("the program runs as nobody, shared with other checks (no fresh uid is mapped here)")
+    elif not layers["fresh_uid"]:
         fallbacks.append("the program runs as the harness's own user" + (" (in a user namespace)" if layers["user_namespace"] else ""))
     if "setup_error" in report:
         fallbacks.append("setup failed: " + scrub(str(report["setup_error"])))
@@ -793,6 +805,7 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
             "root": str(root), "timeout": float(limits.timeout_s), "memory": int(limits.memory_bytes),
             "nproc": int(limits.max_processes), "fsize": int(limits.file_size_bytes), "nofile": int(limits.open_files),
             "namespaces": bool(limits.namespaces), "guards": bool(limits.python_guards), "uid": uid, "gid": uid,
+            "drop": bool(limits.drop_privileges),
             "hidden": _hidden_folders(limits.hidden), "modules": _preimports(check.program), "entry_point": check.entry_point,
             "to_t": u_writes, "from_t": u_reads, "deadline": float(limits.timeout_s + 2 * limits.grace_s),
         }
