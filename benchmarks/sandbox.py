@@ -419,6 +419,8 @@ def serve(cfg, layers, report_fd):
     fence_process(cfg)
     preimport(cfg["modules"])
     drop_identity(cfg, layers)
+    for name in ("libc", "ctypes", "MountAttr"):  # no native handle left for the program to find
+        globals().pop(name, None)
     if cfg["guards"]:
         install_guards(cfg["root"])
         layers["python_guards"] = True
