@@ -212,6 +212,22 @@ class CandidateError(Exception):
     pass
 
 
+_returned = []  # the texts of values the program sent: never echoed in the detail line
+
+
+def _remember(value, depth=0):
+    if depth > 3 or len(_returned) > 2000:
+        return
+    for text in (str(value), repr(value)):
+        if 3 <= len(text) <= 1 << 16:
+            _returned.append(text)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for item in list(value)[:200]:
+            _remember(item, depth + 1)
+
+
 def _not_dumpable():
     # Neither ptrace nor /proc/<pid>/mem of this process for anyone without CAP_SYS_PTRACE.
     import ctypes
@@ -230,7 +246,9 @@ def _proxy(to_u, from_u, entry_point):
         _send(to_u, {"call": _encode(list(args)), "kw": _encode(kwargs)})
         reply = from_u.read()
         if type(reply) is dict and "ok" in reply:
-            return _decode(reply["ok"])
+            value = _decode(reply["ok"])
+            _remember(value)
+            return value
         if type(reply) is dict and "raised" in reply:
             raise raised(reply["raised"])
         raise CandidateError("malformed reply from the program")
@@ -240,7 +258,10 @@ def _proxy(to_u, from_u, entry_point):
 
 
 def _first_line(err):
-    line = str(err).split("\n", 1)[0]
+    line = str(err)
+    for text in sorted(set(_returned), key=len, reverse=True):
+        line = line.replace(text, "<value>")
+    line = line.split("\n", 1)[0]
     return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 
@@ -701,7 +722,8 @@ def _preimports(program: str) -> list[str]:
     refused = {"antigravity", "this", "webbrowser", "turtle", "turtledemo", "tkinter", "idlelib", "pydoc", "ensurepip",
                "venv", "__hello__", "__phello__", "pty", "tty", "ctypes", "multiprocessing", "subprocess", "socket",
                "_posixsubprocess", "mmap", "asyncio", "concurrent"}
-    return base + sorted(n for n in names if n.split(".")[0] in allowed and n.split(".")[0] not in refused)
+    chosen = sorted(n for n in names if n.split(".")[0] in allowed and n.split(".")[0] not in refused and len(n) < 100)
+    return base + chosen[:200]  # the list travels in argv: bounded whatever the program says
 
 
 def scrub(text: str, limit: int = _DETAIL_CHARS) -> str:

@@ -226,6 +226,13 @@ def test_messages_keep_the_exception_type_only(monkeypatch):
     assert result.detail == "failed: ValueError: raised by f"
 
 
+def test_values_the_program_returned_are_not_echoed_in_the_detail():
+    program = "def f():\n    return ['kept-out-of-results', 'xy']\n"
+    test = "def check(candidate):\n    got = candidate()\n    assert got == [], f'got {got} and {got[0]!r}'\n"
+    result = run_check(Check(program, test, "f"), FAST)
+    assert result.detail == "failed: AssertionError: got <value> and <value>"
+
+
 def test_scrub_removes_environment_values_tokens_paths_and_lines(monkeypatch):
     monkeypatch.setenv("EROSION_TEST_SECRET", "hunter2-very-secret")
     text = "AssertionError: got hunter2-very-secret and ghp_0123456789abcdefABCDEF from /root/.ssh/id_rsa\nsecond line"
