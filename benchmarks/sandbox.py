@@ -27,8 +27,9 @@ so in-process Python guards are not a fence. ``U`` is fenced by the kernel:
    loopback only), IPC and UTS namespaces; when the harness is not root, a user namespace first.
 2. *File system*: every mount read-only and nosuid; the work folder is a fresh size-limited tmpfs
    that disappears with the namespace (the host folder stays empty); ``/tmp``, ``/var/tmp``,
-   ``/run``, ``/dev/shm``, ``/home`` and any ``hidden`` folders are covered by empty tmpfs (no
-   sockets of other services, no temp files of other users, not the benchmark's own test data);
+   ``/run``, ``/dev/shm``, ``/home``, the harness user's HOME and any ``hidden`` folders are covered
+   by empty tmpfs, with only the interpreter's folders bound back inside (no sockets of other
+   services, no temp files or keys of any user, not the benchmark's own test data);
    a fresh ``/proc`` shows only ``U``'s processes, so no other process's environment.
 3. *Identity*: as root, ``U`` switches to a fresh uid/gid (never one shared with another check:
    ``nobody`` is never used); as non-root it drops every capability of its user namespace; always
@@ -328,7 +329,7 @@ import ctypes
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 442, -100, 0x8000, 1, 2
 
@@ -378,10 +379,19 @@ def fence_files(cfg, uid, gid):
     root = cfg["root"]
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates to the host
     for folder in cfg["hidden"]:
-        if os.path.isdir(folder) and not os.path.islink(folder):
-            mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-            if root.startswith(folder.rstrip("/") + "/"):
-                os.makedirs(root, exist_ok=True)
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            continue
+        inner = [k for k in cfg["keep"] if k.startswith(folder.rstrip("/") + "/")]
+        if folder in cfg["keep"] or any(folder.startswith(k.rstrip("/") + "/") for k in cfg["keep"]):
+            continue  # the interpreter lives there: it stays visible (read-only)
+        handles = [os.open(k, os.O_PATH | os.O_DIRECTORY) for k in inner]  # reachable once covered
+        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+        for kept, handle in zip(inner, handles):
+            os.makedirs(kept, exist_ok=True)
+            mount(f"/proc/self/fd/{handle}", kept, None, MS_BIND | MS_REC)
+            os.close(handle)
+        if root.startswith(folder.rstrip("/") + "/"):
+            os.makedirs(root, exist_ok=True)
     attr = MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
     check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)),
           "mount_setattr /")
@@ -687,18 +697,26 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.02)
 
 
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def _hidden_folders(asked: tuple[str, ...]) -> list[str]:
-    """Folders covered by an empty tmpfs for the program, minus any the interpreter lives in."""
-    needed = {os.path.realpath(p) for p in (sys.executable, sys.prefix, sys.base_prefix, *sys.path) if p}
+    """Folders covered by an empty tmpfs for the program (the asked ones and the harness user's
+    HOME), outermost only: a folder inside another hidden one is hidden already."""
     home = os.environ.get("HOME")
-    chosen = []
-    for folder in (*asked, *([home] if home and home != "/" else [])):
-        real = os.path.realpath(folder)
-        if any(n == real or n.startswith(real.rstrip("/") + "/") for n in needed):
-            continue
-        if real not in chosen:
-            chosen.append(real)
-    return chosen
+    real = [os.path.realpath(f) for f in (*asked, *([home] if home and home != "/" else []))]
+    return sorted({f for f in real if not any(o != f and _under(f, o) for o in real)})
+
+
+def _interpreter_folders() -> list[str]:
+    """What the interpreter needs (its prefixes and package folders): shown again inside hidden folders."""
+    prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                os.path.dirname(os.path.realpath(sys.executable))]
+    found = {os.path.realpath(p) for p in prefixes if p}
+    found |= {os.path.realpath(p) for p in sys.path if p and ("-packages" in p or any(_under(p, x) for x in prefixes))}
+    found = {f for f in found if os.path.isdir(f)}
+    return sorted(f for f in found if not any(o != f and _under(f, o) for o in found))
 
 
 def _preimports(program: str) -> list[str]:
@@ -830,7 +848,7 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
             "nproc": int(limits.max_processes), "fsize": int(limits.file_size_bytes), "nofile": int(limits.open_files),
             "namespaces": bool(limits.namespaces), "guards": bool(limits.python_guards), "uid": uid, "gid": uid,
             "drop": bool(limits.drop_privileges),
-            "hidden": _hidden_folders(limits.hidden), "modules": _preimports(check.program), "entry_point": check.entry_point,
+            "hidden": _hidden_folders(limits.hidden), "keep": _interpreter_folders(), "modules": _preimports(check.program), "entry_point": check.entry_point,
             "to_t": u_writes, "from_t": u_reads, "deadline": float(limits.timeout_s + 2 * limits.grace_s),
         }
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}

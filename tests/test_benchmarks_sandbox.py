@@ -143,6 +143,19 @@ def test_shared_temp_folders_are_empty_to_the_program(open_folder):
     assert not run_check(Check("import os\ndef f(p):\n    return os.path.exists(p)\n", test, "f"), VISIBLE).passed
 
 
+def test_the_harness_users_home_shows_only_the_interpreter():
+    from benchmarks.sandbox import _interpreter_folders
+
+    home = os.path.realpath(os.environ.get("HOME", "/"))
+    if home == "/" or not os.path.isdir(home) or not capabilities()["namespaces"]:
+        pytest.skip("no HOME to hide, or no namespaces here")
+    shown = sorted({k[len(home) + 1:].split("/")[0] for k in _interpreter_folders() if k.startswith(home + "/")})
+    test = f"def check(candidate):\n    assert candidate({home!r}) == {shown!r}\n"
+    program = "import os\ndef f(folder):\n    return sorted(os.listdir(folder))\n"
+    assert run_check(Check(program, test, "f"), replace(FAST, python_guards=False)).passed
+    assert sorted(os.listdir(home)) != shown  # the harness sees more: the check above can fail
+
+
 @pytest.mark.parametrize("guards, namespaces", [(True, True), (True, False), (False, True)])
 def test_no_network(guards, namespaces):
     server = socket.socket()
