@@ -58,7 +58,6 @@ import json
 import os
 import re
 import secrets
-import select
 import stat
 import subprocess
 import sys
@@ -66,7 +65,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -950,7 +949,7 @@ _PROBE_RIGHT = "import math\ndef f(n):\n    open('scratch.txt', 'w').write('ok')
 _PROBE_WRONG = "def f(n):\n    return 4\n"
 
 
-@lru_cache(maxsize=None)
+@cache
 def capabilities(limits: Limits = Limits(timeout_s=10.0)) -> dict[str, Any]:
     """The layers that hold on this machine, probed once, with the fallbacks taken (reported beside
     HumanEval scores). A sandbox that cannot pass a right program or fails to fail a wrong one

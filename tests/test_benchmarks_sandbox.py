@@ -15,8 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.sandbox import (Check, Limits, SandboxError, capabilities, check_correctness, remove_tree, run_check,
-                                scrub)
+from benchmarks.sandbox import (
+    Check,
+    Limits,
+    SandboxError,
+    capabilities,
+    check_correctness,
+    remove_tree,
+    run_check,
+    scrub,
+)
 
 FAST = Limits(timeout_s=1.5, grace_s=2.0)
 VISIBLE = replace(FAST, hidden=())  # /tmp visible (read-only) to the program, to test the fence itself

@@ -421,7 +421,7 @@ def interpreter_for(uid: int | None) -> str | None:
             continue
         try:
             probe = subprocess.run([candidate, "-I", "-c", "import ctypes, json"], user=uid, group=uid, extra_groups=[],
-                                   cwd="/", capture_output=True, timeout=30) if uid is not None else None
+                                   cwd="/", capture_output=True, timeout=30, check=False) if uid is not None else None
         except (OSError, subprocess.SubprocessError):
             continue
         if probe is None or probe.returncode == 0:
@@ -497,7 +497,7 @@ def test_hostile_programs(privileges, tmp_path_factory):
         env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home), "LANG": "C.UTF-8",
                "EROSION_REDTEAM_SECRET": secret}
         job = json.dumps({"cases": cases, "limits": LIMITS})
-        ran = subprocess.run([python, "-I", "-c", RUNNER, str(SANDBOX)], input=job, capture_output=True, text=True,
+        ran = subprocess.run([python, "-I", "-c", RUNNER, str(SANDBOX)], input=job, capture_output=True, text=True, check=False,
                              cwd=home, env=env, timeout=240, **({"user": run_as, "group": run_as, "extra_groups": []}
                                                                  if run_as is not None else {}))
         assert ran.returncode == 0, f"the harness did not survive: {ran.stderr[-2000:]}"
