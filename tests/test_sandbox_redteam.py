@@ -38,6 +38,25 @@ class Case:
     guards: bool = True  # False: stands for native code that bypasses the Python guards
     probe: bool = False  # True: the program returns a count of fence breaches; passes iff it is 0
     visible: bool = False  # True: shared temp folders are not hidden (read-only), to test that fence
+    namespaces: bool = True  # False: the fallback without namespaces (ordinary code only: guards on)
+
+
+CLEANUP_MESS = """
+import os
+os.symlink('HOSTTMP', 'tmp-link')
+os.symlink('VICTIM', 'victim-link')
+os.mkdir('ro')
+os.symlink('HOSTTMP', 'ro/tmp-link')
+os.symlink('VICTIM', 'ro/victim-link')
+open('ro/file', 'w').close()
+os.chmod('ro', 0o500)
+os.makedirs('locked/inner')
+open('locked/inner/file', 'w').close()
+os.chmod('locked/inner', 0)
+os.chmod('locked', 0)
+def f(x):
+    return x
+"""
 
 
 HOSTILE = [
@@ -219,20 +238,20 @@ for make in (os.mkfifo, os.mknod):
 def f(x):
     return x
 """, guards=False, visible=True),
-    Case("links and locked folders for the cleanup", """
-import os
-os.symlink('HOSTTMP', 'tmp-link')
-os.symlink('VICTIM', 'victim-link')
-os.mkdir('ro')
-os.symlink('HOSTTMP', 'ro/tmp-link')
-os.symlink('VICTIM', 'ro/victim-link')
-os.chmod('ro', 0o500)
-os.makedirs('locked/inner')
-os.chmod('locked', 0)
-os.mkfifo('fifo')
+    Case("links and locked folders for the cleanup", CLEANUP_MESS + "os.mkfifo('fifo')\n", guards=False, visible=True),
+    Case("links and locked folders for the cleanup, no namespaces", CLEANUP_MESS, namespaces=False),
+    Case("writes outside, no namespaces", """
+import os, pathlib
+for attempt in (lambda: open('VICTIM/victim.txt', 'w'), lambda: open('HOSTTMP/TOKEN-plain', 'w'),
+                lambda: pathlib.Path('VICTIM/TOKEN-path').write_text('x'), lambda: os.rename('VICTIM/victim.txt', 'stolen'),
+                lambda: os.chmod('VICTIM', 0o700), lambda: os.chmod('HOSTTMP', 0o700)):
+    try:
+        attempt()
+    except OSError:
+        pass
 def f(x):
     return x
-""", guards=False, visible=True),
+""", namespaces=False),
     Case("chmod the host temp folders", """
 import os
 for path in ('HOSTTMP', 'VICTIM', '/tmp'):
@@ -403,7 +422,7 @@ job = json.load(sys.stdin)
 
 def one(case):
     hidden = () if case["visible"] else sandbox.HIDDEN_ALWAYS
-    limits = sandbox.Limits(python_guards=case["guards"], hidden=hidden, **job["limits"])
+    limits = sandbox.Limits(python_guards=case["guards"], namespaces=case["namespaces"], hidden=hidden, **job["limits"])
     result = sandbox.run_check(sandbox.Check(case["program"], case["test"], "f"), limits)
     return {"name": case["name"], "passed": result.passed, "detail": result.detail, "isolation": result.isolation}
 
@@ -491,7 +510,7 @@ def test_hostile_programs(privileges, tmp_path_factory):
                 text = text.replace(key, value)
             return text
 
-        cases = [{"name": c.name, "program": fill(c.program), "guards": c.guards, "visible": c.visible,
+        cases = [{"name": c.name, "program": fill(c.program), "guards": c.guards, "visible": c.visible, "namespaces": c.namespaces,
                   "test": "def check(candidate):\n    assert candidate(2) == " + ("0" if c.probe else str(expected))
                   + ", candidate(2)\n"} for c in [*HOSTILE, CONTROL]]
         env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home), "LANG": "C.UTF-8",
