@@ -518,9 +518,10 @@ def install_guards(root):
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     for name in blocked_imports:
         sys.modules.pop(name, None)
+    import _signal
     import posix
-    for module in (os, posix):  # no audit event in 3.11: the calls go instead
-        for name in ("mkfifo", "mknod"):
+    for module in (os, posix, signal, _signal):  # calls without an audit event in 3.11 go instead
+        for name in ("mkfifo", "mknod", "pidfd_open", "pidfd_send_signal", "pthread_kill"):
             module.__dict__.pop(name, None)
 
     def inside(path, dir_fd=None):
