@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.base import Benchmark, BenchmarkResult, Metric, percent, take
+from benchmarks.judges import Judge
 from benchmarks.lm import ChatLM
 from benchmarks.sandbox import check_correctness, default_limits
 
@@ -100,11 +101,12 @@ class HumanEval(Benchmark):
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             results = list(pool.map(lambda pc: check_correctness(pc[0], pc[1], TIMEOUT_S, limits=limits), zip(chosen, completions)))
         return [
-            {"id": p["task_id"], "output": o, "completion": c, "passed": r["passed"], "result": r["result"], "sandbox": r["sandbox"]}
+            {"id": p["task_id"], "output": o, "completion": c, "passed": r["passed"], "result": r["result"],
+             "sandbox": {k: v for k, v in r["sandbox"].items() if k != "uid"}}  # a fresh uid per check: not a record
             for p, o, c, r in zip(chosen, outputs, completions, results)
         ]
 
-    def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int, judge=None) -> BenchmarkResult:
+    def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int, judge: Judge | None = None) -> BenchmarkResult:
         """The base evaluation, with the sandbox's weakened layers (if any) named in the notes."""
         result = super().evaluate(lm, cap, max_new_tokens, judge)
         fallbacks = sorted({f for item in result.items for f in item["sandbox"].get("fallbacks", [])})

@@ -31,9 +31,11 @@ so in-process Python guards are not a fence. ``U`` is fenced by the kernel:
    by empty tmpfs, with only the interpreter's folders bound back inside (no sockets of other
    services, no temp files or keys of any user, not the benchmark's own test data);
    a fresh ``/proc`` shows only ``U``'s processes, so no other process's environment.
-3. *Identity*: as root, ``U`` switches to a fresh uid/gid (never one shared with another check:
-   ``nobody`` is never used); as non-root it drops every capability of its user namespace; always
-   ``no_new_privs`` (no set-uid binary can give privileges back).
+3. *Identity*: as root, ``U`` switches to a fresh uid/gid, never one shared with another check
+   (only where no fresh uid is mapped, ``nobody``, reported as a fallback and never killed by uid);
+   as non-root it drops every capability of its user namespace; always ``no_new_privs`` (no
+   set-uid binary can give privileges back). A program never runs as root unless asked
+   (``Limits(drop_privileges=False)``, reported).
 4. *Limits*: address space, CPU seconds, file size, open files, processes, no core files; the
    supervisor ``S`` kills ``U`` (its namespace) at the hard deadline or as soon as the harness
    closes its control pipe or dies. ``S`` is out of ``U``'s reach: another uid or another PID
@@ -44,13 +46,15 @@ so in-process Python guards are not a fence. ``U`` is fenced by the kernel:
 What is not fenced: ``U`` reads files that its uid may read outside the hidden folders (the
 interpreter needs its standard library), and it may compute right answers by any means (e.g.
 memorising public tests it finds). A fallback that weakens a layer (no user namespace for a
-non-root harness, no fresh uid...) is named in ``ExecResult.isolation["fallbacks"]`` and in
+non-root harness, no fresh uid, no namespaces at all) is named in ``ExecResult.isolation["fallbacks"]`` and in
 :func:`capabilities`, which HumanEval records beside its scores; a probe that finds the sandbox
 unable to pass a correct program or failing to fail a wrong one raises :class:`SandboxError`.
 
 Results never carry text from ``U``: a program's error is reported by its exception type only, a
-test's error by type plus a scrubbed, truncated first line (no host environment values, no long
-tokens). Cleanup of the host folder never follows links and never raises.
+test's error by type plus a first line in which every value ``U`` returned is replaced by
+``<value>``, then scrubbed (no host environment values, no long tokens, no paths) and truncated.
+A sandbox that does not start is status "error", not the program's failure. Cleanup of the host
+folder never follows links and never raises.
 """
 from __future__ import annotations
 
@@ -495,7 +499,7 @@ def preimport(names):
 
 def install_guards(root):
     """The last layer (the only file fence without namespaces): refuse writes outside the folder,
-    process creation, sockets, native code and frame walks, for code that plays by Python's rules."""
+    process creation, signals, sockets and native code, for code that plays by Python's rules."""
     import os.path as osp
     import pathlib
     from types import MappingProxyType
@@ -504,8 +508,7 @@ def install_guards(root):
     plain_paths = (pathlib.PosixPath, pathlib.PurePosixPath)
     blocked_prefixes = ("socket.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
                         "os.system", "subprocess.", "os.kill", "os.killpg", "os.link", "gc.get_", "pty.",
-                        "resource.setrlimit", "resource.prlimit", "signal.pthread_kill",
-                        "os.chroot")
+                        "resource.setrlimit", "resource.prlimit", "os.chroot")
     blocked_imports = frozenset(("_posixsubprocess", "_ctypes", "ctypes", "_socket", "socket", "_multiprocessing",
                                  "multiprocessing", "_testcapi", "_testinternalcapi", "_xxsubinterpreters", "mmap"))
     path_events = MappingProxyType({
@@ -847,8 +850,8 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
             "root": str(root), "timeout": float(limits.timeout_s), "memory": int(limits.memory_bytes),
             "nproc": int(limits.max_processes), "fsize": int(limits.file_size_bytes), "nofile": int(limits.open_files),
             "namespaces": bool(limits.namespaces), "guards": bool(limits.python_guards), "uid": uid, "gid": uid,
-            "drop": bool(limits.drop_privileges),
-            "hidden": _hidden_folders(limits.hidden), "keep": _interpreter_folders(), "modules": _preimports(check.program), "entry_point": check.entry_point,
+            "drop": bool(limits.drop_privileges), "hidden": _hidden_folders(limits.hidden), "keep": _interpreter_folders(),
+            "modules": _preimports(check.program), "entry_point": check.entry_point,
             "to_t": u_writes, "from_t": u_reads, "deadline": float(limits.timeout_s + 2 * limits.grace_s),
         }
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}

@@ -389,4 +389,5 @@ def test_humaneval_end_to_end_with_scripted_replies():
     assert result.scores == {"pass@1": pytest.approx(50.0)}
     layers = result.items[0]["sandbox"]
     assert layers["namespaces"] is capabilities()["namespaces"] and isinstance(layers["fallbacks"], list)
+    assert "uid" not in layers  # a fresh uid per check would make reruns' items differ
     assert result.notes["sandbox_fallbacks"] == sorted({f for i in result.items for f in i["sandbox"]["fallbacks"]})
