@@ -94,6 +94,7 @@ class Limits:
     file_size_bytes: int = 16 << 20  # RLIMIT_FSIZE, and the size of the program's tmpfs
     open_files: int = 64  # RLIMIT_NOFILE
     namespaces: bool = True  # pid/mount/net/ipc/uts (+ user when not root) namespaces when the kernel allows
+    require_namespaces: bool = False  # True: a check that cannot get them is a sandbox error, not a weaker check
     drop_privileges: bool = True  # when root: run the program as a fresh unprivileged uid
     python_guards: bool = True  # the audit hook; switched off only by tests of the other layers
     # folders the program sees as empty: shared temp and runtime folders, homes (and the harness
@@ -600,6 +601,9 @@ def supervise(cfg):
               "python_guards": False}
     control = sys.stdin.fileno()
     if not enter_namespaces(cfg, layers):
+        if cfg["require_namespaces"]:  # they worked when probed: a weaker check now would go unnoticed
+            _send(1, {**layers, "setup_error": "namespaces are required here but unshare failed"})
+            os._exit(1)
         check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
     report_r, report_w = os.pipe()
     child = os.fork()
@@ -849,7 +853,7 @@ def run_check(check: Check, limits: Limits = Limits()) -> ExecResult:
         config = {
             "root": str(root), "timeout": float(limits.timeout_s), "memory": int(limits.memory_bytes),
             "nproc": int(limits.max_processes), "fsize": int(limits.file_size_bytes), "nofile": int(limits.open_files),
-            "namespaces": bool(limits.namespaces), "guards": bool(limits.python_guards), "uid": uid, "gid": uid,
+            "namespaces": bool(limits.namespaces), "require_namespaces": bool(limits.require_namespaces), "guards": bool(limits.python_guards), "uid": uid, "gid": uid,
             "drop": bool(limits.drop_privileges), "hidden": _hidden_folders(limits.hidden), "keep": _interpreter_folders(),
             "modules": _preimports(check.program), "entry_point": check.entry_point,
             "to_t": u_writes, "from_t": u_reads, "deadline": float(limits.timeout_s + 2 * limits.grace_s),
@@ -970,9 +974,10 @@ def capabilities(limits: Limits = Limits(timeout_s=10.0)) -> dict[str, Any]:
 
 def default_limits(timeout_s: float = 3.0, hidden: tuple[str, ...] = ()) -> Limits:
     """Limits for this machine (the defaults, once :func:`capabilities` confirmed they work), with
-    ``hidden`` folders added to the ones always hidden."""
-    capabilities()
-    return Limits(timeout_s=timeout_s, hidden=HIDDEN_ALWAYS + tuple(hidden))
+    ``hidden`` folders added to the ones always hidden. Where the probe got namespaces, every
+    check must get them (a check that silently ran weaker would be a different benchmark)."""
+    probed = capabilities()
+    return Limits(timeout_s=timeout_s, hidden=HIDDEN_ALWAYS + tuple(hidden), require_namespaces=probed["namespaces"])
 
 
 __all__ = ["Check", "ExecResult", "Limits", "SandboxError", "capabilities", "check_correctness", "default_limits",

@@ -296,6 +296,17 @@ def test_a_sandbox_that_does_not_start_is_an_error():
     assert result.status == "error" and not result.passed and "did not start" in result.detail
 
 
+def test_a_check_without_the_namespaces_it_requires_is_an_error():
+    result = run("", replace(FAST, namespaces=False, require_namespaces=True))
+    assert result.status == "error" and "namespaces are required" in " ".join(result.isolation["fallbacks"])
+
+
+def test_default_limits_require_what_the_probe_found():
+    from benchmarks.sandbox import default_limits
+
+    assert default_limits().require_namespaces is capabilities()["namespaces"]
+
+
 def test_fallback_without_namespaces_is_reported():
     result = run("", replace(FAST, namespaces=False))
     assert result.passed, result.detail
