@@ -476,7 +476,7 @@ def modes(paths: list[Path]) -> dict[str, int]:
     return {str(p): stat.S_IMODE(p.stat().st_mode) for p in paths}
 
 
-@pytest.mark.parametrize("privileges", ["root", "non-root"])  # about 15 s each, 4 checks at a time
+@pytest.mark.parametrize("privileges", ["root", "non-root"])
 def test_hostile_programs(privileges, tmp_path_factory):
     euid = os.geteuid()
     if privileges == "root" and euid != 0:
