@@ -87,7 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.orchestration.scheduler import run_suite
     from harness.core.store import ResultStore
 
-    suite = load_suite(args.suite, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    if args.keep_models:
+        overrides["keep_models"] = True
+    suite = load_suite(args.suite, overrides)
     preflight(suite, source=str(args.suite))
     store = ResultStore(args.results)
     outcomes = run_suite(suite, store, executor=args.executor, address=args.address)
@@ -135,20 +138,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmarks import expand, get_benchmark
     from benchmarks.composite import composites
     from benchmarks.judges import get_judge, missing_judge_weights
-    from harness.orchestration.presets import PRESETS
-    from harness.core.models import load_local
+    from harness.core.lm import ChatLM
+    from harness.core.models import device, load_tokenizer
+    from harness.orchestration.presets import evaluation_model
 
-    name, _, which = args.model.rpartition("-")
-    if name not in PRESETS or which not in ("chat", "base"):
-        raise ConfigError(f"--model {args.model!r}: expected PRESET-chat or PRESET-base, e.g. micro-chat. Presets: {', '.join(PRESETS)}.")
     problem = missing_judge_weights(args.judge, args.judge_model)
     if problem:
         raise ConfigError(problem)
-    handle = PRESETS[name].prepare()
-    lm = load_local(handle.chat if which == "chat" else handle.base, handle.tokenizer, handle.max_length)
+    chosen = evaluation_model(args.model, args.step, tuple(args.adapter or ()))
+    model = chosen.load()
+    max_length = chosen.max_length or model.config.max_position_embeddings
+    lm = ChatLM(model, load_tokenizer(chosen.tokenizer), max_length=max_length, batch_size=32, device=device())
     lm.show_progress = True
-    caps = {} if args.full else scale_caps(handle.scale)
-    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}")
+    caps = {} if args.full else scale_caps(chosen.scale)
+    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{chosen.label}")
     scores = {}
     for bench in expand(args.benchmarks):
         result = get_benchmark(bench).evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
@@ -222,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", help="suite YAML, e.g. sequences/micro.yaml")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=f"results directory (default: {DEFAULT_RESULTS}/)")
     p.add_argument("--executor", default="auto", choices=["auto", "ray", "local"], help="auto = Ray when more than one run is pending")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep each run's full model after the last domain (per-domain LoRA adapters are always kept)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001 or auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key, e.g. training.max_steps=20")
     p.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard at the end")
@@ -235,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RESULTS/leaderboard)")
 
     p = add("evaluate", cmd_evaluate, "Evaluate a starting model on benchmarks and print scores and composites.")
-    p.add_argument("--model", default="micro-chat", help="PRESET-chat or PRESET-base (default micro-chat)")
+    p.add_argument("--model", default="micro-chat",
+                   help="PRESET-chat or PRESET-base (default micro-chat), a run folder RESULTS/runs/<id> (the model it "
+                        "trained; see --step), a model folder, or a hub id repo[@revision]")
+    p.add_argument("--step", type=int, help="with a run folder: the model after this step (0 = start; default: the last)")
+    p.add_argument("--adapter", action="append",
+                   help="a PEFT adapter folder applied and merged on top of --model (repeat to chain)")
     p.add_argument("--benchmarks", nargs="+", default=["all"], help="benchmark names or 'all'")
     p.add_argument("--cap", type=int, default=None, help="at most this many items per benchmark (default: the scale's caps)")
     p.add_argument("--full", action="store_true", help="evaluate full sets, ignoring the scale's caps")

@@ -64,6 +64,38 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
+TRAINED_MANIFEST = "manifest.json"
+
+
+def load_trained(trained: str | Path, step: int, dtype: str = "float32") -> torch.nn.Module:
+    """The model a run held after ``step`` (0 = starting model), from its ``trained/`` folder.
+
+    The manifest (``docs/results-schema.md``) names the starting model, the prepared model when
+    the method's ``prepare`` changed the weights, one PEFT adapter folder per domain and any kept
+    full model. Under ``merge_per_domain`` adapter k was trained on the model after step k-1, so
+    adapters 1..k are applied and merged in order; under ``persistent`` adapter k is the one
+    adapter after domain k, applied to the starting model.
+    """
+    import json
+
+    from peft import PeftModel
+
+    folder = Path(trained)
+    manifest = json.loads((folder / TRAINED_MANIFEST).read_text())
+    if str(step) in manifest.get("models", {}):
+        return load_model(str(folder / manifest["models"][str(step)]), dtype)
+    adapters = manifest.get("adapters", {})
+    missing = [k for k in range(1, step + 1) if str(k) not in adapters]
+    if missing:
+        raise FileNotFoundError(f"{folder / TRAINED_MANIFEST}: no adapter for step(s) {missing}; the run has not trained that far.")
+    start = str(folder / manifest["prepared"]) if manifest.get("prepared") else manifest["start"]
+    model = load_model(start, dtype)
+    chain = range(1, step + 1) if manifest["policy"] == "merge_per_domain" else range(step, step + 1) if step else ()
+    for k in chain:
+        model = PeftModel.from_pretrained(model, str(folder / adapters[str(k)])).merge_and_unload()
+    return model.eval()
+
+
 def load_local(model_dir: str | Path, tokenizer_dir: str | Path, max_length: int, batch_size: int = 32):
     """A ChatLM over a saved checkpoint (used by reports and `erosion evaluate`)."""
     from harness.core.lm import ChatLM

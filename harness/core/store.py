@@ -22,12 +22,13 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from harness.core.errors import StoreError
 
@@ -58,6 +59,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
+    """Let ``write`` fill a fresh sibling folder, then put it in place of ``path`` in one rename, so
+    readers see no folder or a whole one (a previous version of it is replaced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        write(staging)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def read_json(path: Path) -> Any | None:
@@ -153,6 +169,10 @@ class ResultStore:
 
     def state_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "state"
+
+    def trained_dir(self, run_id: str) -> Path:
+        """What a run trained: per-domain PEFT adapters, kept models and their manifest."""
+        return self.run_dir(run_id) / "trained"
 
     def items_path(self, run_id: str, step: int, benchmark: str) -> Path:
         return self.run_dir(run_id) / "items" / f"step-{step}" / f"{benchmark}.jsonl"

@@ -37,6 +37,7 @@ class SuiteConfig(Strict):
     threads_per_run: int = Field(1, gt=0)
     num_gpus_per_run: float = Field(1.0, ge=0)
     max_retries: int = Field(1, ge=0)
+    keep_models: bool = Field(False, description="also keep the full model after the last domain (adapters are always kept)")
 
     @field_validator("domains", "methods", "seeds", "benchmarks")
     @classmethod
@@ -54,7 +55,7 @@ class SuiteConfig(Strict):
 
     def config_hash(self) -> str:
         """Hash of everything that changes a run's numbers (names of methods/seeds excluded)."""
-        relevant = self.model_dump(exclude={"name", "methods", "seeds", "orderings", "max_retries"})
+        relevant = self.model_dump(exclude={"name", "methods", "seeds", "orderings", "max_retries", "keep_models"})
         return stable_hash(relevant)
 
 

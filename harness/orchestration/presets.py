@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from harness.core.errors import ErosionError
 from harness.core.models import ModelHandle, in_hub_cache
@@ -83,3 +84,69 @@ PRESETS: dict[str, ModelPreset] = {
                     _hub("paper-mistral", MISTRAL_INSTRUCT, MISTRAL_BASE), f"chat {MISTRAL_INSTRUCT}, base {MISTRAL_BASE}"),
     ]
 }
+
+
+@dataclass(frozen=True)
+class EvaluationModel:
+    """A model named on the command line, ready to load: what ``erosion evaluate --model`` takes."""
+
+    label: str  # for output folders and messages
+    scale: str  # whose evaluation caps apply ("custom": none)
+    load: Callable[[], Any]  # -> torch model
+    tokenizer: str
+    max_length: int | None  # None: the model config's max_position_embeddings
+
+
+def evaluation_model(spec: str, step: int | None = None, adapters: tuple[str, ...] = ()) -> EvaluationModel:
+    """``PRESET-chat`` / ``PRESET-base``; a run folder (``RESULTS/runs/<id>``, the model after
+    ``step``, default its last); a model folder; or a hub id ``repo[@revision]``. ``adapters``
+    are PEFT adapter folders applied (and merged) on top, in order, as lm-eval's ``peft=``."""
+    from harness.core.models import load_model, load_trained
+
+    base = _named_model(spec, step, load_model, load_trained)
+    if not adapters:
+        return base
+
+    def load() -> Any:
+        from peft import PeftModel
+
+        model = base.load()
+        for folder in adapters:
+            if not (Path(folder) / "adapter_config.json").exists():
+                raise ErosionError(f"--adapter {folder}: no adapter_config.json there. Fix: pass a PEFT adapter folder "
+                                   f"(a run keeps one per domain in RESULTS/runs/<id>/trained/adapter-<k>/).")
+            model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+        return model.eval()
+
+    names = "+".join(Path(a).name for a in adapters)
+    return EvaluationModel(f"{base.label}+{names}", base.scale, load, base.tokenizer, base.max_length)
+
+
+def _named_model(spec: str, step: int | None, load_model: Callable, load_trained: Callable) -> EvaluationModel:
+    import json
+
+    path = Path(spec)
+    name, _, which = spec.rpartition("-")
+    if name in PRESETS and which in ("chat", "base") and not path.exists():
+        handle = PRESETS[name].prepare()
+        weights = handle.chat if which == "chat" else handle.base
+        return EvaluationModel(spec, handle.scale, lambda: load_model(weights, handle.dtype), handle.tokenizer, handle.max_length)
+    if (path / "trained" / "manifest.json").exists():
+        manifest = json.loads((path / "trained" / "manifest.json").read_text())
+        run = json.loads((path / "run.json").read_text())
+        last = max([0, *map(int, manifest.get("adapters", {}))])
+        chosen = last if step is None else step
+        return EvaluationModel(f"{path.name}-step{chosen}", run.get("scale", "custom"),
+                               lambda: load_trained(path / "trained", chosen), manifest["tokenizer"], None)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ErosionError(f"--model {spec}: the folder has no config.json (a model) and no trained/manifest.json "
+                               f"(a run). Fix: pass a model folder, a run folder RESULTS/runs/<id>, a hub id or PRESET-chat.")
+        return EvaluationModel(path.name, "custom", lambda: load_model(str(path)), str(path), None)
+    if "/" in spec and not spec.startswith((".", "/")):
+        if os.environ.get("HF_HUB_OFFLINE") == "1" and not in_hub_cache(spec):
+            raise ErosionError(f"--model {spec}: a hub id, but the hub is offline here (HF_HUB_OFFLINE=1) and it is not "
+                               f"in the local cache. Fix: download it first, or pass a local folder.")
+        return EvaluationModel(spec.replace("/", "--"), "custom", lambda: load_model(spec), spec, None)
+    raise ErosionError(f"--model {spec!r}: not a preset model ({', '.join(f'{p}-chat' for p in PRESETS)}, or -base), "
+                       f"a folder or a hub id. Fix: pass one of those.")

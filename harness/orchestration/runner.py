@@ -13,7 +13,8 @@ import os
 import time
 import traceback
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -27,9 +28,18 @@ from harness.orchestration.config import SuiteConfig
 from harness.core.domains import domain_examples
 from harness.core import faults
 from harness.core.faults import reached
-from harness.core.models import ModelHandle, device, load_model, load_tokenizer
+from harness.core.models import TRAINED_MANIFEST, ModelHandle, device, load_model, load_tokenizer
 from harness.core.safety_data import calibration_set
-from harness.core.store import Record, ResultStore, RunInfo, make_run_id, ordering_label
+from harness.core.store import (
+    Record,
+    ResultStore,
+    RunInfo,
+    atomic_write_dir,
+    atomic_write_json,
+    make_run_id,
+    ordering_label,
+    read_json,
+)
 from harness.core.context import TrainContext
 from harness.core.adapters import attach_adapter, merge_adapter
 from harness.training import train_domain
@@ -165,6 +175,32 @@ class Run:
             warnings.warn(f"{path}: unreadable checkpoint ({err}); the run restarts from its last evaluation.")
             return None
 
+    # ---- what the run trained (loadable with PEFT: harness.core.models.load_trained) -------------
+    def keep_trained(self, step: int, kind: str, name: str, save: Callable[[Path], None]) -> None:
+        """Save one artefact of ``kind`` (adapters, models, prepared) into trained/ and list it."""
+        folder = self.store.trained_dir(self.run_id)
+        atomic_write_dir(folder / name, save)
+        manifest = read_json(folder / TRAINED_MANIFEST) or {
+            "policy": self.suite.training.adapter_policy, "start": str(self.handle.chat),
+            "tokenizer": str(self.handle.tokenizer), "prepared": None, "adapters": {}, "models": {}}
+        if kind == "prepared":
+            manifest["prepared"] = name
+        else:
+            manifest[kind][str(step)] = name
+        atomic_write_json(folder / TRAINED_MANIFEST, manifest)
+
+    def keep_prepared(self, model: torch.nn.Module, tokenizer) -> None:
+        """A ``prepare`` that changed the weights (Vaccine) starts the chain from its own model."""
+        if weights_fingerprint(model) != self.starting_fingerprint:
+            self.keep_full_model(0, model, tokenizer, kind="prepared")
+
+    def keep_full_model(self, step: int, model: torch.nn.Module, tokenizer, kind: str = "models") -> None:
+        def save(folder: Path) -> None:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+
+        self.keep_trained(step, kind, "prepared" if kind == "prepared" else f"model-{step}", save)
+
     # ---- the run -------------------------------------------------------------------------------
     def execute(self) -> RunInfo:
         with self.store.lock(self.run_id) as acquired:
@@ -209,6 +245,7 @@ class Run:
         else:
             done, start = 0, 0  # nothing usable: start over (a redone step overwrites atomically)
             method.prepare(ctx)
+            self.keep_prepared(ctx.model, tokenizer)
             if settings.adapter_policy == "persistent":
                 ctx.model = attach_adapter(ctx.model, settings, self.seed)
             self.save_checkpoint(0, ctx.model, method.state_dict(), {})
@@ -233,8 +270,11 @@ class Run:
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = attach_adapter(ctx.model, settings, self.seed * 100 + k)
         stats = train_domain(ctx, method, ctx.domain_examples)
+        self.keep_trained(k, "adapters", f"adapter-{k}", ctx.model.save_pretrained)
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = merge_adapter(ctx.model)
+        if self.suite.keep_models and k == len(self.ordering):
+            self.keep_full_model(k, ctx.model, ctx.tokenizer)
         return {"train": stats, "events": ctx.events, "train_seconds": time.time() - started,
                 **method.domain_report(ctx)}
 
