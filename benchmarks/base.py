@@ -3,14 +3,27 @@
 ``run`` produces per-item records (prompt id, output, per-item score) with the model;
 ``score`` turns those items into metrics without the model, so ``erosion rescore`` can recompute
 any number from the saved items.
+
+Uncertainty is generic: :func:`bootstrap_draws` rescores Poisson-bootstrap resamples of a
+benchmark's items with its own ``score``, so every benchmark gets intervals with no code of its
+own. Each item's resampling weight in draw b is Poisson(1), drawn from a generator seeded by
+(benchmark, item id) alone: two runs that scored the same items resample them identically, which
+makes their draws paired (the leaderboard's paired tests subtract them draw by draw).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from benchmarks.judges import Judge, get_judge
 from benchmarks.lm import ChatLM
+
+N_DRAWS = 1000  # bootstrap draws per score: a 95% percentile interval needs ~1000 (Efron & Tibshirani 1993)
+BOOTSTRAP_SEED = 25  # fixed: draws depend on the items only, never on the run
+DRAW_DIGITS = 4  # draws are stored rounded; scores are on 0-100 scales
 
 
 @dataclass(frozen=True)
@@ -18,6 +31,7 @@ class Metric:
     name: str
     description: str
     higher_is_better: bool = True
+    interval: bool = True  # False for counts (unparseable verdicts, tasks seen): no bootstrap interval
 
 
 @dataclass
@@ -57,3 +71,51 @@ def take(rows: list[Any], cap: int | None) -> list[Any]:
 
 def percent(numerator: float, denominator: float) -> float:
     return 100.0 * numerator / denominator if denominator else float("nan")
+
+
+def stable_int(text: str) -> int:
+    """A 64-bit integer from text, equal on every machine and Python run (unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def item_keys(items: list[dict[str, Any]]) -> list[str]:
+    """Each item's id (its position when it has none), made unique by counting repeats."""
+    seen: dict[str, int] = {}
+    keys = []
+    for position, item in enumerate(items):
+        key = str(item.get("id", position))
+        seen[key] = seen.get(key, 0) + 1
+        keys.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return keys
+
+
+def item_weights(benchmark: str, items: list[dict[str, Any]], n_draws: int = N_DRAWS) -> np.ndarray:
+    """(items x draws) Poisson(1) resampling counts; row i depends only on (benchmark, item i's id)."""
+    rows = [np.random.default_rng([BOOTSTRAP_SEED, stable_int(f"{benchmark}\0{key}")]).poisson(1.0, n_draws)
+            for key in item_keys(items)]
+    return np.array(rows, dtype=np.int64).reshape(len(items), n_draws)
+
+
+def items_digest(items: list[dict[str, Any]]) -> str:
+    """Which items were scored: two runs with equal digests were resampled identically."""
+    return hashlib.sha256("\n".join(sorted(item_keys(items))).encode("utf-8")).hexdigest()[:16]
+
+
+def bootstrap_draws(benchmark: Benchmark, items: list[dict[str, Any]], n_draws: int = N_DRAWS) -> dict[str, list[float]]:
+    """Metric -> ``n_draws`` values of ``benchmark.score`` on Poisson resamples of ``items``.
+
+    A draw on which a metric is undefined (an empty resample, or one without any item of a subset
+    such as BBQ's ambiguous contexts) is NaN and is left out of intervals."""
+    names = [m.name for m in benchmark.metrics if m.interval]
+    draws: dict[str, list[float]] = {name: [] for name in names}
+    weights = item_weights(benchmark.name, items, n_draws)
+    for b in range(n_draws):
+        resample = [item for item, count in zip(items, weights[:, b]) for _ in range(count)]
+        try:
+            scores = benchmark.score(resample) if resample else {}
+        except ZeroDivisionError:  # a subset the score divides by is empty in this resample
+            scores = {}
+        for name in names:
+            value = float(scores.get(name, float("nan")))
+            draws[name].append(round(value, DRAW_DIGITS) if np.isfinite(value) else float("nan"))
+    return draws
