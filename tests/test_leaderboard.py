@@ -87,7 +87,9 @@ def test_final_composite_mean_equals_records(rendered: tuple[Path, dict[str, Pat
     assert float(csv_row(paths, "standard_lora", ORDER_A)["final_mean"]) == pytest.approx(mean)
     assert float(csv_row(paths, "standard_lora", ORDER_A)["final_sd"]) == pytest.approx(sd)
     lora = next(r for r in markdown_rows(paths, ORDER_A) if r[0] == "standard_lora")
-    assert f"{mean:.1f} ± {sd:.1f}" in lora
+    low, high = main_row(paths, "standard_lora", ORDER_A)["stats"]["intervals"]["composite/safety"]
+    assert low < mean < high
+    assert f"{mean:.1f} ± {sd:.1f} [{low:.1f}, {high:.1f}]" in lora
 
 
 def test_every_step_and_benchmark_equals_records(rendered: tuple[Path, dict[str, Path]]) -> None:
