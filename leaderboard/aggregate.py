@@ -566,9 +566,18 @@ def fisher_rows(runs: list[RunSummary]) -> list[FisherRow]:
     return out
 
 
-def spectra(runs: list[RunSummary], model: str, scale: str, method: str) -> dict[str, dict[str, list[list[float]]]]:
-    """Every logged eigenvalue list per layer and data kind ("safety", "random") for one method."""
-    out: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: {"safety": [], "random": []})
+@dataclass(frozen=True)
+class Spectrum:
+    """One logged eigenvalue list (the top of the spectrum, descending) with tr(F) when logged."""
+
+    eigenvalues: list[float]
+    trace: float | None
+    k90: float | None
+
+
+def spectra(runs: list[RunSummary], model: str, scale: str, method: str) -> dict[str, dict[str, list[Spectrum]]]:
+    """Every logged spectrum per layer and data kind ("safety", "random") for one method."""
+    out: dict[str, dict[str, list[Spectrum]]] = defaultdict(lambda: {"safety": [], "random": []})
     for run in runs:
         if not (run.usable and (run.model, run.scale, run.method) == (model, scale, method)):
             continue
@@ -576,8 +585,11 @@ def spectra(runs: list[RunSummary], model: str, scale: str, method: str) -> dict
             for layer, spec in layers.items():
                 for kind in ("safety", "random"):
                     values = clean(spec.get(f"eigenvalues_{kind}") or [])
+                    trace, k90 = spec.get(f"trace_{kind}"), spec.get(f"k90_{kind}")
                     if values:
-                        out[layer][kind].append(values)
+                        out[layer][kind].append(Spectrum(
+                            values, float(trace) if isinstance(trace, (int, float)) and trace > 0 else None,
+                            float(k90) if isinstance(k90, (int, float)) else None))
     return dict(out)
 
 

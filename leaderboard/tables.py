@@ -247,6 +247,28 @@ def metric_cell(row: MainRow, key: str, digits: int, found: tuple[float, float] 
     return Cell(cell.text + bracket(found, digits), cell.sort) if cell.sort is not None else cell
 
 
+def compact_view(table: Table) -> Table:
+    """The columns of a main table named in COMPACT_HEADERS, in that order: the page's first screen."""
+    columns = [table.headers.index(h) for h in COMPACT_HEADERS if h in table.headers]
+    return dataclasses.replace(
+        table,
+        headers=[table.headers[i] for i in columns],
+        rows=[[row[i] for i in columns] for row in table.rows],
+        caption=COMPACT_CAPTION
+        + ("XSTest: % of safe prompts answered (over-refusal). " if "XSTest" in table.headers else "")
+        + (ONE_SEED_NOTE if ONE_SEED_NOTE in table.caption else "")
+        + scale_note(table.scale),
+    )
+
+
+COMPACT_CAPTION = (
+    f"Final: composite safety after the last domain, mean ± SD over seeds [95% bootstrap interval]. "
+    f"{VS_REFERENCE_HEADER} / {VS_NEXT_HEADER}: difference against Standard LoRA / the method ranked next "
+    f"[paired bootstrap 95% interval]; * and bold: significant. Rank: a method not significantly different "
+    f"from its neighbour shares its rank (=). "
+)
+
+
 # --- other tables --------------------------------------------------------------------------------
 def ordering_tables(board: Board) -> list[Table]:
     """Per (model, scale, domain set): each method's final composite in every ordering."""

@@ -36,6 +36,8 @@ DROP = {"standard_lora": 9.0, "ewc": 5.0, "safeanchor": 1.5, "replay": 3.0}
 DOMAIN_METRIC = {"medical": "medqa/acc", "legal": "legalbench/balanced_acc", "code": "humaneval/pass@1"}
 VERSIONS = {"python": "3.11.7", "torch": "2.13.0", "transformers": "5.23.0"}
 N_DRAWS = 200
+# tr(F) of the logged spectra: more than the 16 logged eigenvalues hold (safety ~15.8, random ~68).
+FISHER_TRACE = {"safety": 17.0, "random": 120.0}
 SHARED_SD, OWN_SD = 2.0, 0.3  # of the draws: item resampling (shared by all runs) and per run
 
 
@@ -122,6 +124,8 @@ def step_extra(method: str, domains: tuple[str, ...], step: int) -> dict[str, ob
                     "k90_random": 12 + step + offset,
                     "eigenvalues_safety": [10.0 / (i + 1) ** 2 for i in range(16)],
                     "eigenvalues_random": [10.0 / (i + 1) ** 0.7 for i in range(16)],
+                    "trace_safety": FISHER_TRACE["safety"],
+                    "trace_random": FISHER_TRACE["random"],
                 }
                 for offset, layer in enumerate(("layers.0.self_attn.q_proj", "layers.1.self_attn.v_proj"))
             }

@@ -172,6 +172,27 @@ def test_fisher_table_equals_step_extras(rendered: tuple[Path, dict[str, Path]])
     assert row["k90_safety"] == pytest.approx(statistics.fmean(logged))
 
 
+def test_fisher_curves_are_shares_of_the_trace() -> None:
+    """Eigenvalues 4, 3, 2, 1 of a Fisher with tr(F) = 20: the top k hold 20%, 35%, 45%, 50% of it,
+    the share k90 counts against; only without a logged trace is the top-k sum the normaliser."""
+    from leaderboard.aggregate import Spectrum
+    from leaderboard.plots import cumulative_mass
+
+    spectrum = Spectrum([1.0, 4.0, 2.0, 3.0], trace=20.0, k90=9.0)
+    assert cumulative_mass([spectrum], by_trace=True) == pytest.approx([0.2, 0.35, 0.45, 0.5])
+    assert cumulative_mass([spectrum], by_trace=False) == pytest.approx([0.4, 0.7, 0.9, 1.0])
+    other = Spectrum([10.0, 10.0, 5.0], trace=50.0, k90=3.0)  # cut to the common length 3, then averaged
+    assert cumulative_mass([spectrum, other], by_trace=True) == pytest.approx([0.2, 0.375, 0.475])
+
+
+def test_fisher_plot_uses_the_logged_trace(rendered: tuple[Path, dict[str, Path]]) -> None:
+    _, paths = rendered
+    plot = json.loads(paths["json"].read_text())["plots"]
+    (name,) = [n for n in plot if n.startswith("spectrum__")]
+    html = paths["html"].read_text()
+    assert "normalised by tr(F), as the table" in html and "First panel: mean over layers" in html
+
+
 def test_every_table_and_plot_names_scale_and_model(rendered: tuple[Path, dict[str, Path]]) -> None:
     root, paths = rendered
     markdown = paths["markdown"].read_text()
