@@ -159,6 +159,10 @@ class OrderingRow:
     worst_ordering: str | None
     worst_last_domain: str | None
     worst_last_domain_mean: float | None
+    # The paper's comparison (cross-ordering SD 0.51 below within-ordering seed SD ~1.0), and the
+    # ordering effect with the seed noise that ordering means still carry taken out (see ordering_effect_sd).
+    across_below_within: bool | None = None
+    ordering_effect_sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -507,6 +511,8 @@ def ordering_row(
     last_means = {last: statistics.fmean(v for _, v in items) for last, items in by_last.items()}
     # Spread and "worst" only mean something once two orderings have finals.
     compared = len(means) > 1
+    cross = statistics.stdev(means.values()) if compared else None
+    within = math.sqrt(statistics.fmean(variances)) if variances else None
     worst_last = min(last_means, key=last_means.__getitem__) if compared else None
     return OrderingRow(
         model=model,
@@ -515,12 +521,24 @@ def ordering_row(
         method=method,
         by_ordering=cells,
         range=(max(means.values()) - min(means.values())) if compared else None,
-        cross_ordering_sd=statistics.stdev(means.values()) if compared else None,
-        within_ordering_sd=math.sqrt(statistics.fmean(variances)) if variances else None,
+        cross_ordering_sd=cross,
+        within_ordering_sd=within,
         worst_ordering=min(means, key=means.__getitem__) if compared else None,
         worst_last_domain=worst_last,
         worst_last_domain_mean=last_means.get(worst_last) if worst_last else None,
+        across_below_within=(cross < within) if cross is not None and within is not None else None,
+        ordering_effect_sd=ordering_effect_sd(cross, within, [c.n for c in cells.values() if c.mean is not None]),
     )
+
+
+def ordering_effect_sd(cross: float | None, within: float | None, seeds: list[int]) -> float | None:
+    """SD of the ordering effect itself: a mean over n seeds still carries seed variance within²/n,
+    so var(ordering means) = σ²_ordering + within²/n (one-way random effects; n the harmonic mean
+    of seeds per ordering), and σ_ordering = sqrt(max(0, cross² − within²/n))."""
+    if cross is None or within is None or not seeds or min(seeds) < 1:
+        return None
+    n = len(seeds) / sum(1.0 / k for k in seeds)
+    return math.sqrt(max(0.0, cross**2 - within**2 / n))
 
 
 def ordering_cell(runs: list[RunSummary]) -> OrderingCell:

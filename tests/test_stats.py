@@ -230,3 +230,41 @@ def test_more_seeds_widen_the_interval_with_seed_variation(tmp_path: Path) -> No
     low, high = board.row_stats(row).intervals["composite/safety"]
     assert row.final_mean == pytest.approx(55.0) and row.final_sd == pytest.approx(statistics.stdev([50.0, 60.0]))
     assert low < 50.0 and high > 60.0  # item-only draws (SD 2) would give about 55 ± 4
+
+
+# --- the orderings sweep answers the paper's comparison ---------------------------------------------
+def test_orderings_sweep_has_seeds_in_every_ordering() -> None:
+    from harness.config import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parent.parent / "sequences" / "orderings.yaml")
+    assert len(suite.domain_orderings()) == 6 and len(suite.seeds) >= 3
+
+
+def test_cross_ordering_against_within_ordering_seed_sd(tmp_path: Path) -> None:
+    """Three orderings x three seeds, finals chosen by hand.
+
+    safeanchor: seeds 60/61/62, 59.5/60.5/61.5, 60.5/61.5/62.5 -> ordering means 61, 60.5, 61.5
+    (SD 0.5), seed SD 1.0 in each: across < within, as the paper claims; ordering effect
+    sqrt(max(0, 0.25 - 1/3)) = 0. standard_lora: seeds 50/50.5/51 shifted by 0, 5, 10 -> means
+    50.5, 55.5, 60.5 (SD 5), seed SD 0.5: across > within; effect sqrt(25 - 0.25/3) = 4.9917."""
+    orderings = (("medical", "legal", "code"), ("legal", "code", "medical"), ("code", "medical", "legal"))
+    finals = {"safeanchor": [(60.0, 61.0, 62.0), (59.5, 60.5, 61.5), (60.5, 61.5, 62.5)],
+              "standard_lora": [(50.0, 50.5, 51.0), (55.0, 55.5, 56.0), (60.0, 60.5, 61.0)]}
+    store = ResultStore(tmp_path / "r")
+    for method, per_ordering in finals.items():
+        for domains, seeds in zip(orderings, per_ordering):
+            for seed, final in enumerate(seeds):
+                run_id = make_run_id("micro", method, list(domains), seed, "cfg")
+                store.write_run(RunInfo(run_id, "micro", "micro", method, list(domains), seed, "cfg", status="done"))
+                for step, value in enumerate([70.0, 65.0, 62.0, final]):
+                    record = Record("micro", "micro", method, ">".join(domains), seed, step, None, "composite", "safety", value)
+                    store.write_step(run_id, step, [record], {})
+    rows = {row.method: row for row in build_board(tmp_path / "r").orderings}
+    anchor, lora = rows["safeanchor"], rows["standard_lora"]
+    assert anchor.cross_ordering_sd == pytest.approx(0.5) and anchor.within_ordering_sd == pytest.approx(1.0)
+    assert anchor.across_below_within is True and anchor.ordering_effect_sd == pytest.approx(0.0)
+    assert lora.cross_ordering_sd == pytest.approx(5.0) and lora.within_ordering_sd == pytest.approx(0.5)
+    assert lora.across_below_within is False and lora.ordering_effect_sd == pytest.approx(math.sqrt(25 - 0.25 / 3))
+    markdown = render(tmp_path / "r")["markdown"].read_text()
+    line = next(l for l in markdown.splitlines() if l.startswith("| safeanchor |") and "0.50" in l)
+    assert "| 0.50 | 1.00 | yes | 0.00 |" in line
