@@ -268,3 +268,31 @@ def test_cross_ordering_against_within_ordering_seed_sd(tmp_path: Path) -> None:
     markdown = render(tmp_path / "r")["markdown"].read_text()
     line = next(l for l in markdown.splitlines() if l.startswith("| safeanchor |") and "0.50" in l)
     assert "| 0.50 | 1.00 | yes | 0.00 |" in line
+
+
+# --- end to end: a real run writes intervals, and rescore writes the same ------------------------------
+@pytest.mark.slow  # one tiny suite run in a subprocess (the same run tests/test_resume.py makes)
+def test_a_run_writes_draws_and_intervals_and_rescore_reproduces_them(tiny_world, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(repo / "tests" / "tiny-suite.yaml"), "--results",
+           str(tmp_path), "--executor", "local", "--no-leaderboard"]
+    done = subprocess.run(cmd, cwd=repo, env={**os.environ, "EROSION_KILL_AT": ""}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = ResultStore(tmp_path, create=False)
+    (run_id,) = store.run_ids()
+    before = [(store.read_bootstrap(run_id, k), store.read_step(run_id, k)["records"]) for k in range(3)]
+    for draws, records in before:
+        assert draws["n_draws"] == N_DRAWS and "composite/safety" in draws["draws"]
+        by_key = {f"{r['benchmark']}/{r['metric']}": r for r in records}
+        low, high = draw_interval(draws["draws"]["harmbench/refusal_rate"])
+        assert (by_key["harmbench/refusal_rate"]["ci_low"], by_key["harmbench/refusal_rate"]["ci_high"]) == (low, high)
+        safety = by_key["composite/safety"]
+        assert safety["ci_low"] <= safety["value"] <= safety["ci_high"]
+        assert by_key["harmbench/unparseable"]["ci_low"] is None  # a count
+    assert rescore(tmp_path) == 3
+    after = [(store.read_bootstrap(run_id, k), store.read_step(run_id, k)["records"]) for k in range(3)]
+    assert after == before
