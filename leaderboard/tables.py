@@ -128,6 +128,7 @@ def one_seed(rows: list[MainRow]) -> bool:
     return all(row.n_final <= 1 for row in rows if row.kind == "method" and row.final_mean is not None)
 
 
+ONE_SEED_TITLE = " (ONE seed per method: intervals cover evaluation items only)"
 ONE_SEED_NOTE = ("One seed per method: the intervals cover the evaluation items only, not training-seed "
                  "variation, which can be larger; run more seeds before reading a ranking. ")
 
@@ -206,7 +207,9 @@ def main_table(rows: list[MainRow], compact: bool, board: Board) -> Table:
         key=f"main-{first.model}-{first.scale}-{first.ordering}",
         model=first.model,
         scale=first.scale,
-        title=f"Composite safety, ordering {first.ordering} — {scope(first.model, first.scale)}",
+        # In the title too, so the terminal (which prints no captions) says it as plainly.
+        title=f"Composite safety, ordering {first.ordering}{ONE_SEED_TITLE if one_seed(rows) else ''} — "
+        f"{scope(first.model, first.scale)}",
         caption=caption,
         headers=headers,
         rows=[main_cells(row, digits, board.row_stats(row), compact) for row in rows],

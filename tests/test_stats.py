@@ -194,7 +194,10 @@ def test_leaderboard_marks_significance_and_ranks_ties(tmp_path: Path) -> None:
     assert low == pytest.approx(60.0 - 1.96 * 2.02, abs=0.8) and high == pytest.approx(60.0 + 1.96 * 2.02, abs=0.8)
     paths = render(tmp_path / "r")
     markdown = paths["markdown"].read_text()
-    assert "One seed per method" in markdown
+    assert "One seed per method" in markdown and "(ONE seed per method" in markdown
+    from leaderboard import terminal_table
+
+    assert "ONE seed per method" in terminal_table(tmp_path / "r")
     row = next(line for line in markdown.splitlines() if line.startswith("| ewc |"))
     assert "| =1 |" in row and "+10.0 [" in row and "] * |" in row
     csv_line = next(line for line in paths["csv"].read_text().splitlines() if ",ewc," in line)
