@@ -89,12 +89,27 @@ def composite_draws(draws: dict[str, list[float]], measured: set[str]) -> dict[s
     return out
 
 
-def step_bootstrap(scored: dict[str, tuple[Benchmark, list[dict[str, Any]]]], measured: set[str]) -> StepBootstrap:
+def step_bootstrap(scored: dict[str, tuple[Benchmark, list[dict[str, Any]]]], measured: set[str],
+                   kept: StepBootstrap | None = None) -> StepBootstrap:
     """Draws for every benchmark in ``scored`` (name -> (benchmark, its items)) and every composite
-    whose measured parts (``measured``: every benchmark of the step) all have items."""
+    whose measured parts (``measured``: every benchmark of the step) all have draws. ``kept``: draws
+    of measured benchmarks not rescored (rescore keeps their records, and so their draws)."""
     draws: dict[str, list[float]] = {}
-    for name, (benchmark, items) in scored.items():
-        draws.update({f"{name}/{metric}": values for metric, values in bootstrap_draws(benchmark, items).items()})
+    items: dict[str, dict[str, Any]] = {}
+    if kept is not None:
+        carried = measured - set(scored)
+        draws.update({k: v for k, v in kept.draws.items() if k.split("/", 1)[0] in carried})
+        items.update({name: info for name, info in kept.items.items() if name in carried})
+    for name, (benchmark, found) in scored.items():
+        draws.update({f"{name}/{metric}": values for metric, values in bootstrap_draws(benchmark, found).items()})
+        items[name] = {"n": len(found), "digest": items_digest(found)}
     draws.update(composite_draws(draws, measured))
-    items = {name: {"n": len(items), "digest": items_digest(items)} for name, (_, items) in scored.items()}
     return StepBootstrap(draws, items)
+
+
+def stored_bootstrap(payload: dict[str, Any] | None) -> StepBootstrap | None:
+    """A bootstrap file read back (``ResultStore.read_bootstrap``); null draws become NaN."""
+    if payload is None:
+        return None
+    draws = {key: [math.nan if v is None else float(v) for v in values] for key, values in payload["draws"].items()}
+    return StepBootstrap(draws, dict(payload.get("items") or {}))

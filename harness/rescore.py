@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BENCHMARKS
-from benchmarks.composite import composites, step_bootstrap
+from benchmarks.composite import composites, step_bootstrap, stored_bootstrap
 from harness.store import Record, ResultStore, ordering_label
 
 RECORD_FIELDS = {f.name for f in fields(Record)}
@@ -84,8 +84,8 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
         kept.setdefault(record["benchmark"], []).append(record)
         scores.setdefault(record["benchmark"], {})[record["metric"]] = float(record["value"])
     scores.update(rescored)
-    # The same draws as the runner's: they depend on the items only.
-    bootstrap = step_bootstrap(scored, set(scores))
+    # The same draws as the runner's: they depend on the items only. Benchmarks kept as they were keep theirs.
+    bootstrap = step_bootstrap(scored, set(scores), stored_bootstrap(store.read_bootstrap(run_id, step)))
 
     def make(benchmark: str, metric: str, value: float, n: int | None) -> dict[str, Any]:
         fields = {key: identity[key] for key in IDENTITY if key in identity}

@@ -299,3 +299,23 @@ def test_a_run_writes_draws_and_intervals_and_rescore_reproduces_them(tiny_world
     assert rescore(tmp_path) == 3
     after = [(store.read_bootstrap(run_id, k), store.read_step(run_id, k)["records"]) for k in range(3)]
     assert after == before
+
+
+def test_rescore_keeps_the_draws_of_benchmarks_it_cannot_rescore(tmp_path: Path) -> None:
+    """MMLU's items are gone but its records and draws stay: the general composite keeps its interval."""
+    store = ResultStore(tmp_path / "results")
+    run_id = make_run_id("tiny", "standard_lora", ["medical"], 0, "cfg")
+    store.write_run(RunInfo(run_id, "tiny", "micro", "standard_lora", ["medical"], 0, "cfg", status="done"))
+    medqa = medqa_items([i % 4 == 0 for i in range(40)])
+    mmlu = [{"id": f"s{i % 3}-{i}", "subject": f"s{i % 3}", "correct": i % 2 == 0} for i in range(30)]
+    scored = step_bootstrap({"medqa": (MEDQA, medqa), "mmlu": (BENCHMARKS["mmlu"], mmlu)}, {"medqa", "mmlu"})
+    records = [Record("tiny", "micro", "standard_lora", "medical", 0, 0, None, b, m, v, n)
+               for b, m, v, n in (("medqa", "acc", 25.0, 40), ("mmlu", "acc", 50.0, 30))]
+    store.write_items(run_id, 0, "medqa", medqa)  # no MMLU items
+    store.write_bootstrap(run_id, 0, scored.payload())
+    store.write_step(run_id, 0, records, {})
+    assert rescore(store.root) == 1
+    after = store.read_bootstrap(run_id, 0)
+    assert after["draws"]["mmlu/acc"] == scored.payload()["draws"]["mmlu/acc"]
+    assert after["draws"]["composite/general"] == scored.payload()["draws"]["mmlu/acc"]
+    assert after["items"]["mmlu"] == scored.items["mmlu"]
