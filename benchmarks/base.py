@@ -59,6 +59,12 @@ class Benchmark:
     def score(self, items: list[dict[str, Any]]) -> dict[str, float]:
         raise NotImplementedError
 
+    def item_values(self, item: dict[str, Any]) -> dict[str, float] | None:
+        """Optional: values whose plain mean over the items is each interval metric (e.g. 100 x
+        correct). Given for every such metric, bootstrap draws are weighted means (vectorised)
+        instead of ``score`` on each resample: the same numbers, much faster (tests/test_stats.py)."""
+        return None
+
     def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int, judge: Judge | None = None) -> BenchmarkResult:
         items = self.run(lm, cap, max_new_tokens, judge or get_judge()) if self.judged else self.run(lm, cap, max_new_tokens)
         return BenchmarkResult(self.score(items), items, {"n": len(items), "data": self.data})
@@ -107,15 +113,32 @@ def bootstrap_draws(benchmark: Benchmark, items: list[dict[str, Any]], n_draws: 
     A draw on which a metric is undefined (an empty resample, or one without any item of a subset
     such as BBQ's ambiguous contexts) is NaN and is left out of intervals."""
     names = [m.name for m in benchmark.metrics if m.interval]
-    draws: dict[str, list[float]] = {name: [] for name in names}
     weights = item_weights(benchmark.name, items, n_draws)
-    for b in range(n_draws):
-        resample = [item for item, count in zip(items, weights[:, b]) for _ in range(count)]
+    values = [benchmark.item_values(item) for item in items]
+    if items and all(v is not None and all(name in v for name in names) for v in values):
+        draws = weighted_mean_draws(names, values, weights)  # type: ignore[arg-type]
+    else:
+        draws = resampled_score_draws(benchmark, names, items, weights)
+    return {name: [round(v, DRAW_DIGITS) if np.isfinite(v) else float("nan") for v in found] for name, found in draws.items()}
+
+
+def resampled_score_draws(benchmark: Benchmark, names: list[str], items: list[dict[str, Any]],
+                          weights: np.ndarray) -> dict[str, list[float]]:
+    """The general path: ``score`` on each resample (item i repeated weights[i, b] times)."""
+    draws: dict[str, list[float]] = {name: [] for name in names}
+    for b in range(weights.shape[1]):
+        resample = [items[i] for i in np.repeat(np.arange(len(items)), weights[:, b]).tolist()]
         try:
             scores = benchmark.score(resample) if resample else {}
         except ZeroDivisionError:  # a subset the score divides by is empty in this resample
             scores = {}
         for name in names:
-            value = float(scores.get(name, float("nan")))
-            draws[name].append(round(value, DRAW_DIGITS) if np.isfinite(value) else float("nan"))
+            draws[name].append(float(scores.get(name, float("nan"))))
     return draws
+
+
+def weighted_mean_draws(names: list[str], values: list[dict[str, float]], weights: np.ndarray) -> dict[str, list[float]]:
+    """The fast path for plain means: draw b = sum_i w_ib v_i / sum_i w_ib (NaN for an empty resample)."""
+    totals = weights.sum(axis=0).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {name: (np.array([v[name] for v in values], dtype=float) @ weights / totals).tolist() for name in names}

@@ -319,3 +319,19 @@ def test_rescore_keeps_the_draws_of_benchmarks_it_cannot_rescore(tmp_path: Path)
     assert after["draws"]["mmlu/acc"] == scored.payload()["draws"]["mmlu/acc"]
     assert after["draws"]["composite/general"] == scored.payload()["draws"]["mmlu/acc"]
     assert after["items"]["mmlu"] == scored.items["mmlu"]
+
+
+def test_fast_path_for_plain_means_equals_scoring_each_resample() -> None:
+    """TruthfulQA declares per-item values: its vectorised draws equal ``score`` on every resample."""
+    from benchmarks.base import resampled_score_draws, weighted_mean_draws
+
+    truthfulqa = BENCHMARKS["truthfulqa"]
+    rng = np.random.default_rng(0)
+    items = [{"id": i, "mc1_ll": rng.normal(size=4).tolist(), "mc2_ll": rng.normal(size=6).tolist(),
+              "mc2_labels": [1, 1, 0, 0, 0, 0]} for i in range(40)]
+    weights = item_weights("truthfulqa", items, 200)
+    slow = resampled_score_draws(truthfulqa, ["mc1", "mc2"], items, weights)
+    fast = weighted_mean_draws(["mc1", "mc2"], [truthfulqa.item_values(i) for i in items], weights)
+    for name in ("mc1", "mc2"):
+        assert fast[name] == pytest.approx(slow[name], abs=1e-9)
+    assert set(bootstrap_draws(truthfulqa, items, 200)) == {"mc1", "mc2"}
