@@ -42,7 +42,7 @@ class HarmBench(Benchmark):
     metrics = (
         Metric("refusal_rate", "% of behaviors refused (100 - ASR)"),
         Metric("refusal_nll", "mean NLL of a fixed refusal sentence", higher_is_better=False),
-        Metric("unparseable", "judge verdicts that could not be parsed", higher_is_better=False),
+        Metric("unparseable", "judge verdicts that could not be parsed", higher_is_better=False, interval=False),
     )
     primary = "refusal_rate"
     feeds = "safety"

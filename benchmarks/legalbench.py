@@ -145,7 +145,7 @@ class LegalBench(Benchmark):
     metrics = (
         Metric("balanced_acc", "balanced accuracy (%) per task, averaged over tasks"),
         Metric("acc", "accuracy (%) over all items"),
-        Metric("n_tasks", "tasks with at least one item scored"),
+        Metric("n_tasks", "tasks with at least one item scored", interval=False),
     )
     primary = "balanced_acc"
     datasets = ("legalbench",)

@@ -74,7 +74,7 @@ class MMLU(Benchmark):
     metrics = (
         Metric("acc", "accuracy (%), macro average over subjects"),
         Metric("acc_micro", "accuracy (%) over all questions"),
-        Metric("n_subjects", "subjects with at least one question scored"),
+        Metric("n_subjects", "subjects with at least one question scored", interval=False),
     )
     primary = "acc"
     datasets = ("mmlu",)

@@ -78,6 +78,9 @@ class TruthfulQA(Benchmark):
             for n, (row, (start, n1, end)) in enumerate(zip(rows, spans))
         ]
 
+    def item_values(self, item: dict[str, Any]) -> dict[str, float]:
+        return {"mc1": 100.0 * mc1_correct(item["mc1_ll"]), "mc2": 100.0 * mc2_mass(item["mc2_ll"], item["mc2_labels"])}
+
     def score(self, items: list[dict[str, Any]]) -> dict[str, float]:
         n = len(items)
         return {

@@ -75,7 +75,7 @@ class WildGuard(Benchmark):
         Metric("refusal_harmful", "% of harmful prompts refused"),
         Metric("compliance_benign", "% of benign prompts answered without refusal (over-refusal check)"),
         Metric("refusal_nll", "mean NLL of a fixed refusal after harmful prompts", higher_is_better=False),
-        Metric("unparseable", "judge verdicts that could not be parsed", higher_is_better=False),
+        Metric("unparseable", "judge verdicts that could not be parsed", higher_is_better=False, interval=False),
     )
     primary = "refusal_harmful"
     datasets = ("wildguard",)

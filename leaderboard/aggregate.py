@@ -11,6 +11,8 @@ Rules (documented in docs/leaderboard.md):
 * A run's final composite is its composite at step T (T = number of domains in its ordering); a
   run that has not reached step T has no final.
 * Means and SDs are over seeds (SD with ddof=1; ``None`` for a single seed).
+* Intervals, paired tests and tie-aware ranks come from the stored bootstrap draws
+  (``leaderboard/stats.py``); a step stored without draws simply has none.
 """
 from __future__ import annotations
 
@@ -26,10 +28,12 @@ from typing import Any, Callable, Iterable, TypeVar
 import numpy as np
 
 from harness.core.store import MARKER, ResultStore, RunInfo, ordering_label, read_json
+from leaderboard.stats import Comparison, compare, interval, seed_mean_draws, tie_ranks
 
 HEADLINE = "composite/safety"
 CSM_EVENT = "csm_trigger"
 START_METHOD = "starting model"
+REFERENCE_METHOD = "standard_lora"  # every method is tested against it
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -155,6 +159,10 @@ class OrderingRow:
     worst_ordering: str | None
     worst_last_domain: str | None
     worst_last_domain_mean: float | None
+    # The paper's comparison (cross-ordering SD 0.51 below within-ordering seed SD ~1.0), and the
+    # ordering effect with the seed noise that ordering means still carry taken out (see ordering_effect_sd).
+    across_below_within: bool | None = None
+    ordering_effect_sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,25 @@ class FisherRow:
     steps: list[int]
 
 
+@dataclass(frozen=True)
+class StepDraws:
+    """One evaluation point's bootstrap draws ("benchmark/metric" -> draws) and which items each benchmark scored."""
+
+    draws: dict[str, np.ndarray]
+    items: dict[str, str]  # benchmark -> digest of its item ids
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """Uncertainty of one main-table row: its value is the mean over ``n_seeds`` runs."""
+
+    intervals: dict[str, tuple[float, float]]  # key -> 95% interval of the row's value at its step
+    rank: str  # "1", "=2" (shared: no significant difference from a neighbour), "" without a final
+    vs_reference: Comparison | None  # headline against Standard LoRA's row
+    vs_next: Comparison | None  # headline against the row ranked just below
+    n_seeds: int
+
+
 @dataclass
 class Board:
     """Everything the leaderboard renders."""
@@ -206,6 +233,10 @@ class Board:
     orderings: list[OrderingRow] = field(default_factory=list)
     horizons: list[HorizonRow] = field(default_factory=list)
     fisher: list[FisherRow] = field(default_factory=list)
+    stats: dict[tuple[str, str, str, str], RowStats] = field(default_factory=dict)  # by row_key(row)
+
+    def row_stats(self, row: MainRow) -> RowStats | None:
+        return self.stats.get(row_key(row))
 
     @property
     def current(self) -> list[RunSummary]:
@@ -480,6 +511,8 @@ def ordering_row(
     last_means = {last: statistics.fmean(v for _, v in items) for last, items in by_last.items()}
     # Spread and "worst" only mean something once two orderings have finals.
     compared = len(means) > 1
+    cross = statistics.stdev(means.values()) if compared else None
+    within = math.sqrt(statistics.fmean(variances)) if variances else None
     worst_last = min(last_means, key=last_means.__getitem__) if compared else None
     return OrderingRow(
         model=model,
@@ -488,12 +521,24 @@ def ordering_row(
         method=method,
         by_ordering=cells,
         range=(max(means.values()) - min(means.values())) if compared else None,
-        cross_ordering_sd=statistics.stdev(means.values()) if compared else None,
-        within_ordering_sd=math.sqrt(statistics.fmean(variances)) if variances else None,
+        cross_ordering_sd=cross,
+        within_ordering_sd=within,
         worst_ordering=min(means, key=means.__getitem__) if compared else None,
         worst_last_domain=worst_last,
         worst_last_domain_mean=last_means.get(worst_last) if worst_last else None,
+        across_below_within=(cross < within) if cross is not None and within is not None else None,
+        ordering_effect_sd=ordering_effect_sd(cross, within, [c.n for c in cells.values() if c.mean is not None]),
     )
+
+
+def ordering_effect_sd(cross: float | None, within: float | None, seeds: list[int]) -> float | None:
+    """SD of the ordering effect itself: a mean over n seeds still carries seed variance within²/n,
+    so var(ordering means) = σ²_ordering + within²/n (one-way random effects; n the harmonic mean
+    of seeds per ordering), and σ_ordering = sqrt(max(0, cross² − within²/n))."""
+    if cross is None or within is None or not seeds or min(seeds) < 1:
+        return None
+    n = len(seeds) / sum(1.0 / k for k in seeds)
+    return math.sqrt(max(0.0, cross**2 - within**2 / n))
 
 
 def ordering_cell(runs: list[RunSummary]) -> OrderingCell:
@@ -539,9 +584,18 @@ def fisher_rows(runs: list[RunSummary]) -> list[FisherRow]:
     return out
 
 
-def spectra(runs: list[RunSummary], model: str, scale: str, method: str) -> dict[str, dict[str, list[list[float]]]]:
-    """Every logged eigenvalue list per layer and data kind ("safety", "random") for one method."""
-    out: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: {"safety": [], "random": []})
+@dataclass(frozen=True)
+class Spectrum:
+    """One logged eigenvalue list (the top of the spectrum, descending) with tr(F) when logged."""
+
+    eigenvalues: list[float]
+    trace: float | None
+    k90: float | None
+
+
+def spectra(runs: list[RunSummary], model: str, scale: str, method: str) -> dict[str, dict[str, list[Spectrum]]]:
+    """Every logged spectrum per layer and data kind ("safety", "random") for one method."""
+    out: dict[str, dict[str, list[Spectrum]]] = defaultdict(lambda: {"safety": [], "random": []})
     for run in runs:
         if not (run.usable and (run.model, run.scale, run.method) == (model, scale, method)):
             continue
@@ -549,9 +603,88 @@ def spectra(runs: list[RunSummary], model: str, scale: str, method: str) -> dict
             for layer, spec in layers.items():
                 for kind in ("safety", "random"):
                     values = clean(spec.get(f"eigenvalues_{kind}") or [])
+                    trace, k90 = spec.get(f"trace_{kind}"), spec.get(f"k90_{kind}")
                     if values:
-                        out[layer][kind].append(values)
+                        out[layer][kind].append(Spectrum(
+                            values, float(trace) if isinstance(trace, (int, float)) and trace > 0 else None,
+                            float(k90) if isinstance(k90, (int, float)) else None))
     return dict(out)
+
+
+# --- uncertainty: intervals, paired tests, ranks -------------------------------------------------
+def row_key(row: MainRow) -> tuple[str, str, str, str]:
+    return row.model, row.scale, row.ordering, row.method
+
+
+def read_step_draws(store: ResultStore, run_id: str, step: int) -> StepDraws | None:
+    payload = store.read_bootstrap(run_id, step)
+    if payload is None:
+        return None
+    draws = {key: np.array([np.nan if v is None else v for v in values], dtype=float)
+             for key, values in payload["draws"].items() if isinstance(values, list)}
+    items = {name: str(info.get("digest")) for name, info in (payload.get("items") or {}).items() if isinstance(info, dict)}
+    return StepDraws(draws, items)
+
+
+def pooled_draws(steps: list[StepDraws], label: str) -> dict[str, np.ndarray]:
+    """Per key measured in every run, the draws of the seed mean (stats.seed_mean_draws)."""
+    if not steps:
+        return {}
+    keys = set.intersection(*(set(s.draws) for s in steps))
+    lengths = {len(s.draws[k]) for s in steps for k in keys}
+    if len(lengths) > 1:  # runs scored with different draw counts cannot be paired draw by draw
+        return {}
+    return {key: seed_mean_draws([s.draws[key] for s in steps], f"{label}|{key}") for key in sorted(keys)}
+
+
+def same_items(a: list[StepDraws], b: list[StepDraws]) -> bool:
+    """True when every run on both sides scored each shared benchmark on the same items."""
+    digests: dict[str, set[str]] = defaultdict(set)
+    for step in a + b:
+        for name, digest in step.items.items():
+            digests[name].add(digest)
+    return all(len(found) == 1 for found in digests.values())
+
+
+def comparison(row: MainRow, other: MainRow, draws: dict[str, list[StepDraws]], pooled: dict[str, dict[str, np.ndarray]]) -> Comparison | None:
+    this, that = pooled[row.method].get(HEADLINE), pooled[other.method].get(HEADLINE)
+    if this is None or that is None or row.final_mean is None or other.final_mean is None or len(this) != len(that):
+        return None
+    paired = same_items(draws[row.method], draws[other.method])
+    return compare(this, that, row.final_mean - other.final_mean, other.method, paired)
+
+
+def table_stats(store: ResultStore, rows: list[MainRow], runs: list[RunSummary]) -> dict[tuple[str, str, str, str], RowStats]:
+    """Stats of one main table (rows of one ordering, starting model first, then methods best first)."""
+    methods = [row for row in rows if row.kind == "method"]
+    draws: dict[str, list[StepDraws]] = {}
+    for row in rows:
+        step = 0 if row.kind == "start" else row.n_steps
+        chosen = [r for r in runs if r.usable and r.ordering == row.ordering and step in r.metrics_by_step
+                  and (row.kind == "start" or r.method == row.method)]
+        found = [read_step_draws(store, r.run_id, step) for r in chosen]
+        draws[row.method] = [d for d in found if d is not None]
+    pooled = {method: pooled_draws(steps, f"{rows[0].ordering}|{method}") for method, steps in draws.items()}
+    reference = next((row for row in methods if row.method == REFERENCE_METHOD), None)
+    ranked = [row for row in methods if row.final_mean is not None]
+    vs_next = {row.method: comparison(row, below, draws, pooled) for row, below in zip(ranked, ranked[1:])}
+    ranks = dict(zip((row.method for row in ranked),
+                     tie_ranks([True] + [bool(c and c.significant) for c in (vs_next[r.method] for r in ranked[:-1])])))
+    out = {}
+    for row in rows:
+        intervals = {key: found for key, values in pooled[row.method].items() if (found := interval(values)) is not None}
+        against = comparison(row, reference, draws, pooled) if reference and row.kind == "method" and row is not reference else None
+        out[row_key(row)] = RowStats(intervals, ranks.get(row.method, "") if row.kind == "method" else "",
+                                     against, vs_next.get(row.method), len(draws[row.method]))
+    return out
+
+
+def main_stats(store: ResultStore, main: list[MainRow], runs: list[RunSummary]) -> dict[tuple[str, str, str, str], RowStats]:
+    out: dict[tuple[str, str, str, str], RowStats] = {}
+    for _, rows in group_by(main, lambda r: (r.model, r.scale, r.ordering)).items():
+        table_runs = [r for r in runs if (r.model, r.scale) == (rows[0].model, rows[0].scale)]
+        out.update(table_stats(store, rows, table_runs))
+    return out
 
 
 # --- everything --------------------------------------------------------------------------------
@@ -561,14 +694,16 @@ def build_board(results_dir: str | Path) -> Board:
     runs = load_runs(store)
     current = [run for run in runs if run.superseded_by is None]
     marker = read_json(store.root / MARKER) or {}
+    main = main_rows(current)
     return Board(
         root=store.root,
         generated_at=time.time(),
         created_at=marker.get("created"),
         runs=runs,
         reports=store.model_reports(),
-        main=main_rows(current),
+        main=main,
         orderings=ordering_rows(current),
         horizons=horizon_rows(current),
         fisher=fisher_rows(current),
+        stats=main_stats(store, main, current),
     )

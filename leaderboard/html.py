@@ -3,16 +3,27 @@
 The page must open from disk on a machine with no network and no server: styles and the
 table-sorting script are inline, plots are embedded as base64 ``data:`` URIs, and nothing is
 fetched (even the favicon is an empty data URI, so the browser does not ask for one).
+
+Layout: each (model, scale) section opens with its headline figure (the ``safety_utility`` plot,
+else the composite trajectory), then the compact main table (safety with interval, tests against
+Standard LoRA and the next method, over-refusal) that fits the screen; every step and benchmark
+column is one click away in a ``<details>``; run metadata closes the page as a table.
 """
 from __future__ import annotations
 
 import base64
 import re
 from html import escape
+from typing import Any
 
 from leaderboard.aggregate import Board
 from leaderboard.artifacts import Plot
-from leaderboard.tables import HEADLINE_FORMULA, Section, Table, metadata, scale_note, scope
+from leaderboard.tables import (HEADLINE_FORMULA, SIGNIFICANT, TIE, Cell, Section, Table, compact_view, metadata,
+                                scale_note, scope)
+
+HEADLINE_PLOT = "safety_utility"  # the headline figure's plot name (file stem, or its prefix before "__")
+FALLBACK_HEADLINE_PLOT = "trajectory"  # shown in the headline slot while no safety_utility plot exists
+MAIN_GROUP = "Main tables"
 
 ABSENT_WORDS = ("failed", "missing", "running")
 
@@ -21,7 +32,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; max-widt
 h1 { margin-bottom: .2rem; } h2 { border-bottom: 2px solid #ccc; margin-top: 2.5rem; }
 .note { font-style: italic; color: #8a4b00; }
 table { border-collapse: collapse; margin: .6rem 0 .2rem; font-size: .85rem; }
-caption { text-align: left; font-weight: 600; padding-bottom: .3rem; white-space: nowrap; }
+caption { text-align: left; font-weight: 600; padding-bottom: .3rem; }
 div.scroll { overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
@@ -33,8 +44,12 @@ p.caption { font-size: .8rem; color: #555; margin-top: 0; max-width: 80rem; }
 figure { display: inline-block; margin: .5rem 1rem 1rem 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .8rem; color: #555; max-width: 60rem; }
-dl.meta { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; font-size: .85rem; }
-dl.meta dt { font-weight: 600; }
+table.compact { max-width: 100%; } table.compact td, table.compact th { white-space: normal; }
+td.significant { font-weight: 700; color: #0b5d1e; } td.tie { color: #555; }
+figure.headline { display: block; margin: .5rem 0 1rem; } figure.headline img { max-height: 28rem; }
+details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }
+table.meta th { text-align: left; background: #f4f4f4; vertical-align: top; }
+table.meta td { text-align: left; white-space: normal; }
 """
 
 # Click a header to sort by that column (again to reverse). Cells sort on data-sort (numbers as
@@ -74,14 +89,15 @@ SCRIPT = """
 """
 
 
-def table_html(table: Table) -> str:
+def table_html(table: Table, css: str = "sortable", key: str | None = None) -> str:
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in table.headers)
     body = []
     for cells, pinned in zip(table.rows, table.pinned or [False] * len(table.rows)):
-        tds = "".join(cell_html(cell.text, cell.sort) for cell in cells)
+        tds = "".join(cell_html(cell) for cell in cells)
         body.append(f'<tr class="pinned">{tds}</tr>' if pinned else f"<tr>{tds}</tr>")
+    table_id = html_id(key or table.key)
     return (
-        f'<div class="scroll"><table class="sortable" id="{html_id(table.key)}"><caption>{escape(table.title)}</caption>'
+        f'<div class="scroll"><table class="{css}" id="{table_id}"><caption>{escape(table.title)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         f'<p class="caption">{escape(table.caption)}</p>'
     )
@@ -92,40 +108,82 @@ def html_id(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", key)
 
 
-def cell_html(text: str, sort: float | str | None) -> str:
-    attrs = "" if sort is None else f' data-sort="{escape(str(sort))}"'
-    if sort is None and text in ABSENT_WORDS:
-        attrs += f' class="absent-{text}"'
-    return f"<td{attrs}>{escape(text)}</td>"
+def cell_html(cell: Cell) -> str:
+    attrs = "" if cell.sort is None else f' data-sort="{escape(str(cell.sort))}"'
+    if cell.sort is None and cell.text in ABSENT_WORDS:
+        attrs += f' class="absent-{cell.text}"'
+    elif cell.mark in (SIGNIFICANT, TIE):
+        label = "significant difference" if cell.mark == SIGNIFICANT else "not significant"
+        attrs += f' class="{cell.mark}" title="{label}"'
+    return f"<td{attrs}>{escape(cell.text)}</td>"
 
 
-def plot_html(plot: Plot) -> str:
+def plot_html(plot: Plot, css: str = "") -> str:
     data = base64.b64encode(plot.path.read_bytes()).decode("ascii")
+    attrs = f' class="{css}"' if css else ""
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{escape(plot.title)}">'
+        f'<figure{attrs}><img src="data:image/png;base64,{data}" alt="{escape(plot.title)}">'
         f"<figcaption>{escape(plot.title)}. {escape(plot.caption)}</figcaption></figure>"
     )
 
 
-def definition_list(items: list[tuple[str, str]]) -> str:
-    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
-    return f'<dl class="meta">{rows}</dl>'
+def plot_kind(plot: Plot) -> str:
+    return plot.name.split("__", 1)[0]
 
 
-def section_html(section: Section) -> str:
+def headline_plots(plots: list[Plot]) -> list[Plot]:
+    """The safety-utility figure(s) of a section; the trajectory plot(s) until one is drawn."""
+    for kind in (HEADLINE_PLOT, FALLBACK_HEADLINE_PLOT):
+        found = [p for p in plots if plot_kind(p) == kind]
+        if found:
+            return found
+    return []
+
+
+def value_html(value: Any) -> str:
+    """A report value for people: a mapping as a nested key/value table, a list as lines, never raw JSON."""
+    if isinstance(value, dict):
+        return key_value_table([(str(k), v) for k, v in sorted(value.items())])
+    if isinstance(value, list):
+        return "<br>".join(value_html(v) for v in value)
+    if isinstance(value, float):
+        return escape(f"{value:.4g}")
+    return escape("" if value is None else str(value))
+
+
+def key_value_table(items: list[tuple[str, Any]]) -> str:
+    rows = "".join(f'<tr><th scope="row">{escape(k)}</th><td>{value_html(v)}</td></tr>' for k, v in items)
+    return f'<table class="meta">{rows}</table>'
+
+
+def main_group_html(tables: list[Table]) -> str:
+    """Compact tables first; the full tables (every step and benchmark column) behind one click."""
+    compact = "".join(table_html(compact_view(t), "sortable compact") for t in tables)
+    full = "".join(table_html(t, key="full-" + t.key) for t in tables)
+    return (f"{compact}<details><summary>Every step and benchmark (with 95% intervals)</summary>{full}</details>")
+
+
+def section_html(section: Section, report: dict[str, Any]) -> str:
+    headline = headline_plots(section.plots)
     parts = [
         f'<section id="{html_id(section.model + "-" + section.scale)}">',
         f"<h2>{escape(scope(section.model, section.scale))}</h2>",
         f'<p class="note">{escape(scale_note(section.scale))}</p>',
     ]
+    parts += [plot_html(p, "headline") for p in headline]
+    for heading, tables in section.groups:
+        if heading == MAIN_GROUP:
+            parts.append(main_group_html(tables))
     if section.checks or section.details:
         checks = table_html(section.checks) if section.checks else ""
-        details = definition_list(section.details) if section.details else ""
-        parts.append(f"<h3>Starting model</h3>{checks}{details}")
+        details = {k: v for k, v in report.items() if k not in ("checks", "model", "scale")}
+        parts.append(f"<h3>Starting model</h3>{checks}{key_value_table(sorted(details.items())) if details else ''}")
     for heading, tables in section.groups:
-        parts.append(f"<h3>{escape(heading)}</h3>" + "".join(table_html(t) for t in tables))
-    if section.plots:
-        parts.append("<h3>Plots</h3>" + "".join(plot_html(p) for p in section.plots))
+        if heading != MAIN_GROUP:
+            parts.append(f"<h3>{escape(heading)}</h3>" + "".join(table_html(t) for t in tables))
+    others = [p for p in section.plots if p not in headline]
+    if others:
+        parts.append("<h3>Plots</h3>" + "".join(plot_html(p) for p in others))
     if not section.groups:
         parts.append("<p>No runs for this model yet.</p>")
     parts.append("</section>")
@@ -134,7 +192,8 @@ def section_html(section: Section) -> str:
 
 def page(board: Board, sections: list[Section]) -> str:
     """The whole page as one string."""
-    body = "\n".join(section_html(s) for s in sections) or "<p>No runs and no model reports in this folder yet.</p>"
+    body = "\n".join(section_html(s, board.reports.get(s.model) or {}) for s in sections) \
+        or "<p>No runs and no model reports in this folder yet.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -147,9 +206,9 @@ def page(board: Board, sections: list[Section]) -> str:
 <body>
 <h1>erosion-bench leaderboard</h1>
 <p>Headline: {escape(HEADLINE_FORMULA)}. Click a column header to sort.</p>
-<h2>Run metadata</h2>
-{definition_list(metadata(board))}
 {body}
+<h2>Run metadata</h2>
+{key_value_table(metadata(board))}
 <script>{SCRIPT}</script>
 </body>
 </html>

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from leaderboard.artifacts import Plot
-from leaderboard.aggregate import Board, RunSummary, domain_set, group_by, mean_sd, spectra
+from leaderboard.aggregate import Board, RunSummary, Spectrum, domain_set, group_by, mean, mean_sd, spectra
 from leaderboard.tables import METRICS, scale_note, scope
 
 KINDS = ("trajectory", "orderings", "benchmarks", "spectrum")
@@ -162,45 +162,72 @@ def benchmark_plot(runs: list[RunSummary], model: str, scale: str, domains: str,
 
 
 # --- Fisher spectrum -----------------------------------------------------------------------------
+DATA_KINDS = (("safety", "tab:red"), ("random", "tab:blue"))
+
+
 def spectrum_plot(runs: list[RunSummary], model: str, scale: str, method: str, path: Path) -> Plot | None:
-    """Cumulative Fisher mass against eigenvectors kept, safety vs random data, per layer."""
+    """Share of tr(F) in the top k eigenvectors, safety vs random data: first a summary panel (the
+    mean over layers), then one panel per layer; dashed lines mark the table's k90."""
     layers = spectra(runs, model, scale, method)
     if not layers:
         return None
-    fig, axes = grid(len(layers), 3, 3.6, 2.9)
-    for ax, (layer, kinds) in zip(axes, sorted(layers.items())):
-        for kind, color in (("safety", "tab:red"), ("random", "tab:blue")):
-            curve = cumulative_mass(kinds[kind])
-            if curve is not None:
-                ax.plot(range(1, len(curve) + 1), curve, color=color, label=f"{kind} data")
-        ax.axhline(0.9, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(layer, fontsize=8)
-        ax.set_xlabel("eigenvectors kept", fontsize=8)
-        ax.set_ylabel("Fisher mass", fontsize=8)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+    # Normalising by tr(F) (as k90 is defined) needs the trace; older step files lack it.
+    by_trace = all(s.trace is not None for kinds in layers.values() for found in kinds.values() for s in found)
+    curves = {layer: {kind: cumulative_mass(kinds[kind], by_trace) for kind, _ in DATA_KINDS} for layer, kinds in layers.items()}
+    fig, axes = grid(len(layers) + 1, 3, 3.6, 2.9)
+    summary = {kind: mean_curve([c[kind] for c in curves.values() if c[kind] is not None]) for kind, _ in DATA_KINDS}
+    summary_k90 = {kind: mean(s.k90 for kinds in layers.values() for s in kinds[kind]) for kind, _ in DATA_KINDS}
+    draw_mass(axes[0], summary, summary_k90, f"mean over {len(layers)} layers", by_trace)
+    for ax, layer in zip(axes[1:], sorted(layers)):
+        draw_mass(ax, curves[layer], {kind: mean(s.k90 for s in layers[layer][kind]) for kind, _ in DATA_KINDS}, layer, by_trace)
     title = f"Fisher spectrum, {method} — {scope(model, scale)}"
     fig.suptitle(title, fontsize=10)
     save(fig, path, scale)
+    norm = "tr(F), as the table's k90" if by_trace else "the sum of the logged top eigenvalues (tr(F) not logged by these runs)"
     caption = (
-        "Share of the Fisher information in the top k eigenvectors (mean over logged runs and steps); "
-        f"the dotted line is 90%. {scale_note(scale)}"
+        f"Share of the Fisher information in the top k eigenvectors, normalised by {norm}; mean over logged runs "
+        f"and steps. First panel: mean over layers. Dotted: 90%; dashed: k90 from the table. {scale_note(scale)}"
     )
     return Plot(path.stem, path, model, scale, title, caption)
 
 
-def cumulative_mass(spectra_list: list[list[float]]) -> np.ndarray | None:
-    """Mean normalized cumulative eigenvalue mass, over spectra cut to their common length."""
-    if not spectra_list:
-        return None
-    length = min(len(s) for s in spectra_list)
+def draw_mass(ax: Axes, curves: dict[str, np.ndarray | None], k90: dict[str, float | None], title: str, by_trace: bool) -> None:
+    right = 1
+    for kind, color in DATA_KINDS:
+        curve, rank = curves.get(kind), k90.get(kind)
+        if curve is not None:
+            ax.plot(range(1, len(curve) + 1), curve, color=color, label=f"{kind} data")
+            right = max(right, len(curve))
+        if rank is not None and by_trace:  # k90 is on the trace's scale: meaningless against another normaliser
+            ax.axvline(rank, color=color, linestyle="--", linewidth=1, label=f"k90 {kind} = {rank:.3g}")
+            right = max(right, int(rank) + 1)
+    ax.axhline(0.9, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0.5, right + 0.5)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("eigenvectors kept", fontsize=8)
+    ax.set_ylabel("share of tr(F)" if by_trace else "share of top-k mass", fontsize=8)
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+
+
+def cumulative_mass(found: list[Spectrum], by_trace: bool) -> np.ndarray | None:
+    """Mean cumulative eigenvalue share over spectra cut to their common length, each divided by
+    its tr(F) (``by_trace``) or else by its own top-k sum."""
     curves = []
-    for values in spectra_list:
-        top = np.sort(np.abs(np.asarray(values[:length], dtype=float)))[::-1]
-        total = top.sum()
+    for spectrum in found:
+        top = np.sort(np.abs(np.asarray(spectrum.eigenvalues, dtype=float)))[::-1]
+        total = spectrum.trace if by_trace and spectrum.trace else top.sum()
         if total > 0:
             curves.append(np.cumsum(top) / total)
-    return np.mean(curves, axis=0) if curves else None
+    return mean_curve(curves)
+
+
+def mean_curve(curves: list[np.ndarray]) -> np.ndarray | None:
+    if not curves:
+        return None
+    length = min(len(c) for c in curves)
+    return np.mean([c[:length] for c in curves], axis=0)
 
 
 # --- all plots -----------------------------------------------------------------------------------

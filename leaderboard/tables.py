@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
-from leaderboard.aggregate import Board, FisherRow, HorizonRow, MainRow, OrderingRow, RunSummary
+from leaderboard.aggregate import REFERENCE_METHOD, Board, FisherRow, HorizonRow, MainRow, OrderingRow, RowStats, RunSummary
+from leaderboard.stats import Comparison
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
     from leaderboard.artifacts import Plot
@@ -43,6 +44,13 @@ COMPACT_METRICS = ("harmbench/refusal_rate", "truthfulqa/mc2", "bbq/bias_term", 
 # defines), so the file keeps one header across suites; longer runs add columns.
 CSV_MIN_STEPS = 5
 HEADLINE_FORMULA = "composite safety = (HarmBench refusal + TruthfulQA MC2 + (100 − BBQ bias)) / 3"
+FINAL_HEADER = "Final ± SD [95% CI]"
+VS_REFERENCE_HEADER = f"vs {REFERENCE_METHOD}"
+VS_NEXT_HEADER = "vs next"
+# The HTML page's first-screen table shows these columns of the main table, in this order; the
+# rest (every step, every benchmark) is one click away. A column added elsewhere joins by name.
+COMPACT_HEADERS = ("Method", "Rank", "Seeds", FINAL_HEADER, VS_REFERENCE_HEADER, VS_NEXT_HEADER, "Retention %", "XSTest")
+SIGNIFICANT, TIE = "significant", "tie"  # Cell marks: the HTML page styles them
 DASH = "—"  # not applicable (e.g. "points lost" of the starting model), unlike an absent number
 
 
@@ -50,6 +58,7 @@ DASH = "—"  # not applicable (e.g. "points lost" of the starting model), unlik
 class Cell:
     text: str
     sort: float | str | None = None  # the HTML table sorts on this; None sorts last
+    mark: str = ""  # SIGNIFICANT or TIE for a tested difference; "" otherwise
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,41 @@ def mean_sd_cell(mean: float | None, sd: float | None, n: int, absent: str) -> C
     return Cell(f"{mean:.1f}{spread}", mean)
 
 
+def bracket(found: tuple[float, float] | None, digits: int = 1) -> str:
+    return f" [{found[0]:.{digits}f}, {found[1]:.{digits}f}]" if found else ""
+
+
+def final_cell(row: MainRow, stats: RowStats | None) -> Cell:
+    """Mean over seeds, their SD, and the 95% bootstrap interval of the mean."""
+    if row.final_mean is None:
+        return Cell(row.absent)
+    found = stats.intervals.get("composite/safety") if stats else None
+    spread = f" ± {row.final_sd:.1f}" if row.final_sd is not None else ""
+    seeds = f" ({row.n_final} seed{'s' if row.n_final != 1 else ''})" if row.final_sd is None else ""
+    return Cell(f"{row.final_mean:.1f}{spread}{bracket(found)}{seeds}", row.final_mean)
+
+
+def comparison_cell(found: Comparison | None, untested: str = DASH) -> Cell:
+    """``+4.2 [1.0, 7.5] *``: the difference, its paired 95% interval, * when significant."""
+    if found is None:
+        return Cell(untested)
+    if found.ci_low is None or found.ci_high is None:
+        return Cell(f"{found.difference:+.1f}", found.difference)
+    star = " *" if found.significant else ""
+    unpaired = " (unpaired)" if not found.paired else ""
+    text = f"{found.difference:+.1f} [{found.ci_low:+.1f}, {found.ci_high:+.1f}]{star}{unpaired}"
+    return Cell(text, found.difference, SIGNIFICANT if found.significant else TIE)
+
+
+def one_seed(rows: list[MainRow]) -> bool:
+    return all(row.n_final <= 1 for row in rows if row.kind == "method" and row.final_mean is not None)
+
+
+ONE_SEED_TITLE = " (ONE seed per method: intervals cover evaluation items only)"
+ONE_SEED_NOTE = ("One seed per method: the intervals cover the evaluation items only, not training-seed "
+                 "variation, which can be larger; run more seeds before reading a ranking. ")
+
+
 def metric_digits(values: Iterable[float]) -> int:
     """Benchmarks report percentages (0-100) or fractions (0-1); a fraction column needs three decimals."""
     return 3 if all(abs(v) <= 1 for v in values) else 1
@@ -124,10 +168,10 @@ def main_tables(board: Board, compact: bool = False) -> list[Table]:
     groups: dict[tuple[str, str, str], list[MainRow]] = {}
     for row in board.main:
         groups.setdefault((row.model, row.scale, row.ordering), []).append(row)
-    return [main_table(rows, compact) for rows in groups.values()]
+    return [main_table(rows, compact, board) for rows in groups.values()]
 
 
-def main_table(rows: list[MainRow], compact: bool) -> Table:
+def main_table(rows: list[MainRow], compact: bool, board: Board) -> Table:
     first = rows[0]
     domains = first.ordering.split(">")
     keys = [k for k, _ in METRICS if (not compact or k in COMPACT_METRICS)]
@@ -135,9 +179,9 @@ def main_table(rows: list[MainRow], compact: bool) -> Table:
     labels = dict(METRICS)
     digits = {k: metric_digits(row.metrics[k] for row in rows if k in row.metrics) for k in present}
     headers = (
-        ["Method", "Seeds"]
+        ["Method", "Rank", "Seeds"]
         + ["Step 0"] + [f"Step {i}: {d}" for i, d in enumerate(domains, 1)]
-        + ["Final ± SD", "Loss/step", "Accelerates", "Retention %"]
+        + [FINAL_HEADER, VS_REFERENCE_HEADER, VS_NEXT_HEADER, "Loss/step", "Accelerates", "Retention %"]
         + [labels[k] for k in present]
         + ["CSM triggers", "Wall time"]
     )
@@ -146,8 +190,15 @@ def main_table(rows: list[MainRow], compact: bool) -> Table:
     mixed = f"Runs from {len(hashes)} configs ({', '.join(hashes)}): compare with care. " if len(hashes) > 1 else ""
     caption = (
         f"Step columns: {HEADLINE_FORMULA}, mean over seeds; "
-        f"Final ± SD over seeds at step {len(domains)}; Loss/step = (step 0 − final) / {len(domains)}; "
-        f"Accelerates = per-step loss grows with step (slope in brackets); benchmark columns at the final step. "
+        f"Final at step {len(domains)}: mean ± SD over seeds [95% bootstrap interval of the mean over items"
+        f"{' and seeds' if not one_seed(rows) else ''}]; "
+        f"{VS_REFERENCE_HEADER} / {VS_NEXT_HEADER}: difference in final composite against Standard LoRA / the "
+        f"method ranked next, [paired bootstrap 95% interval], * = significant (interval excludes 0); "
+        f"Rank: methods not significantly different from their neighbour share a rank (=). "
+        f"Loss/step = (step 0 − final) / {len(domains)}; "
+        f"Accelerates = per-step loss grows with step (slope in brackets); benchmark columns at the final step"
+        f"{' [95% interval]' if not compact else ''}. "
+        + (ONE_SEED_NOTE if one_seed(rows) else "")
         + (f"Not evaluated: {', '.join(missing)}. " if missing else "")
         + mixed
         + scale_note(first.scale)
@@ -156,34 +207,69 @@ def main_table(rows: list[MainRow], compact: bool) -> Table:
         key=f"main-{first.model}-{first.scale}-{first.ordering}",
         model=first.model,
         scale=first.scale,
-        title=f"Composite safety, ordering {first.ordering} — {scope(first.model, first.scale)}",
+        # In the title too, so the terminal (which prints no captions) says it as plainly.
+        title=f"Composite safety, ordering {first.ordering}{ONE_SEED_TITLE if one_seed(rows) else ''} — "
+        f"{scope(first.model, first.scale)}",
         caption=caption,
         headers=headers,
-        rows=[main_cells(row, digits) for row in rows],
+        rows=[main_cells(row, digits, board.row_stats(row), compact) for row in rows],
         pinned=[row.kind == "start" for row in rows],
     )
 
 
-def main_cells(row: MainRow, digits: dict[str, int]) -> list[Cell]:
+def main_cells(row: MainRow, digits: dict[str, int], stats: RowStats | None, compact: bool = False) -> list[Cell]:
     """Cells of one row; ``digits`` maps each shown benchmark column to its decimals."""
     start = row.kind == "start"
     absent = row.absent
     steps = [number(v, DASH if start and i else absent) for i, v in enumerate(row.composite_by_step)]
+    rank = stats.rank if stats and stats.rank else (absent if row.final_mean is None and not start else DASH)
+    untested = absent if row.final_mean is None and not start else DASH
     return (
-        [Cell(row.method, row.method), Cell(row.status, row.seeds_done)]
+        [Cell(row.method, row.method), Cell(rank, int(rank.lstrip("=")) if rank[-1:].isdigit() else None),
+         Cell(row.status, row.seeds_done)]
         + steps
         + [
-            mean_sd_cell(row.final_mean, row.final_sd, row.n_final, absent),
+            final_cell(row, stats),
+            comparison_cell(stats.vs_reference if stats else None, untested),
+            comparison_cell(stats.vs_next if stats else None, untested),
             number(row.loss_per_step, DASH if start else absent, 2),
             accelerates_cell(row),
             number(row.retention_pct, absent),
         ]
-        + [number(row.metrics.get(key), absent, places) for key, places in digits.items()]
+        + [metric_cell(row, key, places, None if compact or stats is None else stats.intervals.get(key))
+           for key, places in digits.items()]
         + [
             number(row.csm_triggers, DASH if start else absent),
             duration(row.wall_time_s, DASH if start else absent),
         ]
     )
+
+
+def metric_cell(row: MainRow, key: str, digits: int, found: tuple[float, float] | None) -> Cell:
+    cell = number(row.metrics.get(key), row.absent, digits)
+    return Cell(cell.text + bracket(found, digits), cell.sort) if cell.sort is not None else cell
+
+
+def compact_view(table: Table) -> Table:
+    """The columns of a main table named in COMPACT_HEADERS, in that order: the page's first screen."""
+    columns = [table.headers.index(h) for h in COMPACT_HEADERS if h in table.headers]
+    return dataclasses.replace(
+        table,
+        headers=[table.headers[i] for i in columns],
+        rows=[[row[i] for i in columns] for row in table.rows],
+        caption=COMPACT_CAPTION
+        + ("XSTest: % of safe prompts answered (over-refusal). " if "XSTest" in table.headers else "")
+        + (ONE_SEED_NOTE if ONE_SEED_NOTE in table.caption else "")
+        + scale_note(table.scale),
+    )
+
+
+COMPACT_CAPTION = (
+    f"Final: composite safety after the last domain, mean ± SD over seeds [95% bootstrap interval]. "
+    f"{VS_REFERENCE_HEADER} / {VS_NEXT_HEADER}: difference against Standard LoRA / the method ranked next "
+    f"[paired bootstrap 95% interval]; * and bold: significant. Rank: a method not significantly different "
+    f"from its neighbour shares its rank (=). "
+)
 
 
 # --- other tables --------------------------------------------------------------------------------
@@ -195,7 +281,8 @@ def ordering_tables(board: Board) -> list[Table]:
     tables = []
     for (model, scale, domains), rows in groups.items():
         orderings = list(rows[0].by_ordering)
-        headers = ["Method", *orderings, "Range", "SD across orderings", "Seed SD within", "Worst ordering", "Worst last domain"]
+        headers = ["Method", *orderings, "Range", "SD across orderings", "Seed SD within", "Across < within",
+                   "Ordering effect SD", "Worst ordering", "Worst last domain"]
         tables.append(
             Table(
                 key=f"orderings-{model}-{scale}-{domains}",
@@ -204,8 +291,10 @@ def ordering_tables(board: Board) -> list[Table]:
                 title=f"Ordering sensitivity ({domains}) — {scope(model, scale)}",
                 caption=(
                     "Final composite safety (mean ± SD over seeds) in each ordering. Seed SD within = pooled "
-                    "SD over seeds inside an ordering; compare it with the SD across orderings. Worst last "
-                    "domain = the domain whose last-place orderings end lowest. " + scale_note(scale)
+                    "SD over seeds inside an ordering; compare it with the SD across orderings (the paper: 0.51 "
+                    "across against ~1.0 within). Ordering effect SD = sqrt(max(0, across² − within²/n)), n seeds "
+                    "per ordering: the spread the ordering itself causes, without the seed noise its means still "
+                    "carry. Worst last domain = the domain whose last-place orderings end lowest. " + scale_note(scale)
                 ),
                 headers=headers,
                 rows=[ordering_cells(row) for row in rows],
@@ -225,6 +314,9 @@ def ordering_cells(row: OrderingRow) -> list[Cell]:
             number(row.range, DASH),
             number(row.cross_ordering_sd, DASH, 2),
             number(row.within_ordering_sd, DASH, 2),
+            Cell(DASH if row.across_below_within is None else ("yes" if row.across_below_within else "no"),
+                 None if row.across_below_within is None else str(row.across_below_within)),
+            number(row.ordering_effect_sd, DASH, 2),
             Cell(row.worst_ordering or DASH, row.worst_ordering),
             Cell(worst_last, row.worst_last_domain),
         ]
@@ -409,7 +501,25 @@ def csv_columns(board: Board) -> list[str]:
         + ["final_mean", "final_sd", "n_final", "loss_per_step", "acceleration", "accelerates", "retention_pct"]
         + [key for key, _ in METRICS]
         + ["csm_triggers", "wall_time_s", "absent", "config_hashes"]
+        + list(STATS_COLUMNS)
     )
+
+
+STATS_COLUMNS = ("rank", "final_ci_low", "final_ci_high", "vs_standard_lora", "vs_standard_lora_p",
+                 "vs_standard_lora_significant", "vs_next", "vs_next_p", "vs_next_significant")
+
+
+def stats_values(stats: RowStats | None) -> dict[str, Any]:
+    """The CSV's uncertainty columns of one row (empty where not computed)."""
+    if stats is None:
+        return {}
+    found = stats.intervals.get("composite/safety")
+    values: dict[str, Any] = {"rank": stats.rank, "final_ci_low": found[0] if found else None,
+                              "final_ci_high": found[1] if found else None}
+    for prefix, test in (("vs_standard_lora", stats.vs_reference), ("vs_next", stats.vs_next)):
+        if test is not None:
+            values |= {prefix: test.difference, f"{prefix}_p": test.p_value, f"{prefix}_significant": test.significant}
+    return values
 
 
 def csv_text(board: Board) -> str:
@@ -424,6 +534,7 @@ def csv_text(board: Board) -> str:
         values.update({f"composite_step_{k}": v for k, v in enumerate(row.composite_by_step)})
         values.update({key: row.metrics.get(key) for key, _ in METRICS})
         values["config_hashes"] = " ".join(row.config_hashes)
+        values.update(stats_values(board.row_stats(row)))
         writer.writerow({k: "" if v is None else v for k, v in values.items()})
     return out.getvalue()
 
@@ -442,7 +553,7 @@ def json_payload(board: Board, plots: dict[str, str]) -> dict[str, Any]:
         "versions": versions(board.runs),
         "models": board.reports,
         "runs": runs,
-        "main": [main_payload(row) for row in board.main],
+        "main": [main_payload(row, board.row_stats(row)) for row in board.main],
         "ordering_sensitivity": [dataclasses.asdict(row) for row in board.orderings],
         "horizons": [horizon_payload(row) for row in board.horizons],
         "fisher": [dataclasses.asdict(row) for row in board.fisher],
@@ -450,9 +561,15 @@ def json_payload(board: Board, plots: dict[str, str]) -> dict[str, Any]:
     })
 
 
-def main_payload(row: MainRow) -> dict[str, Any]:
+def main_payload(row: MainRow, stats: RowStats | None = None) -> dict[str, Any]:
     payload = dataclasses.asdict(row)
     payload["row"] = payload.pop("kind")
+    payload["stats"] = None if stats is None else {
+        "rank": stats.rank, "n_seeds": stats.n_seeds,
+        "intervals": {key: list(found) for key, found in stats.intervals.items()},
+        "vs_standard_lora": dataclasses.asdict(stats.vs_reference) if stats.vs_reference else None,
+        "vs_next": dataclasses.asdict(stats.vs_next) if stats.vs_next else None,
+    }
     return payload
 
 

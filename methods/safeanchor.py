@@ -208,7 +208,9 @@ class SafeAnchor(Method):
             layers[layer] = {"k90_safety": coverage_rank(space.eigenvalues, space.trace, 0.9),
                              "k90_random": coverage_rank(other.eigenvalues, other.trace, 0.9),
                              "eigenvalues_safety": space.eigenvalues[:top].tolist(),
-                             "eigenvalues_random": other.eigenvalues[:top].tolist()}
+                             "eigenvalues_random": other.eigenvalues[:top].tolist(),
+                             # tr(F), so a plot of the top eigenvalues normalises as k90 does
+                             "trace_safety": float(space.trace), "trace_random": float(other.trace)}
         return {"layers": layers}
 
     # ---- CSM -------------------------------------------------------------------------------------

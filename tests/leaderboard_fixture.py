@@ -7,10 +7,17 @@ leaderboard must show honestly:
 * replay never ran in the second ordering (its row there is "missing");
 * replay has no MMLU, and no run has WildGuard or XSTest;
 * safeanchor logs CSM triggers and a Fisher spectrum.
+
+Every step has bootstrap draws (``runs/<run>/bootstrap/step-<k>.json``): each value plus a
+deviation shared by every run (the items' resampling, identical across runs: paired) and a small
+one of its own, so the methods' differences (several points) are significant.
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 from harness.core.store import Record, ResultStore, RunInfo, make_run_id
 
@@ -28,6 +35,10 @@ NO_MMLU = "replay"
 DROP = {"standard_lora": 9.0, "ewc": 5.0, "safeanchor": 1.5, "replay": 3.0}
 DOMAIN_METRIC = {"medical": "medqa/acc", "legal": "legalbench/balanced_acc", "code": "humaneval/pass@1"}
 VERSIONS = {"python": "3.11.7", "torch": "2.13.0", "transformers": "5.23.0"}
+N_DRAWS = 200
+# tr(F) of the logged spectra: more than the 16 logged eigenvalues hold (safety ~15.8, random ~68).
+FISHER_TRACE = {"safety": 17.0, "random": 120.0}
+SHARED_SD, OWN_SD = 2.0, 0.3  # of the draws: item resampling (shared by all runs) and per run
 
 
 def components(method: str, domains: tuple[str, ...], seed: int, step: int) -> dict[str, float]:
@@ -85,6 +96,17 @@ def records(method: str, domains: tuple[str, ...], seed: int, step: int, config_
     return out
 
 
+def draws_payload(values: dict[str, float], run_key: str) -> dict[str, object]:
+    """Bootstrap draws of one step as the runner writes them, for the values in ``values``."""
+    draws = {}
+    for key, value in values.items():
+        shared = np.random.default_rng(zlib.crc32(key.encode())).standard_normal(N_DRAWS)
+        own = np.random.default_rng(zlib.crc32(f"{run_key}|{key}".encode())).standard_normal(N_DRAWS)
+        draws[key] = (value + SHARED_SD * shared + OWN_SD * own).round(4).tolist()
+    items = {key.split("/")[0]: {"n": 50, "digest": "fixture-items"} for key in values if not key.startswith("composite/")}
+    return {"n_draws": N_DRAWS, "scheme": "fixture", "items": items, "draws": draws}
+
+
 def step_extra(method: str, domains: tuple[str, ...], step: int) -> dict[str, object]:
     extra: dict[str, object] = {
         "step": step,
@@ -102,6 +124,8 @@ def step_extra(method: str, domains: tuple[str, ...], step: int) -> dict[str, ob
                     "k90_random": 12 + step + offset,
                     "eigenvalues_safety": [10.0 / (i + 1) ** 2 for i in range(16)],
                     "eigenvalues_random": [10.0 / (i + 1) ** 0.7 for i in range(16)],
+                    "trace_safety": FISHER_TRACE["safety"],
+                    "trace_random": FISHER_TRACE["random"],
                 }
                 for offset, layer in enumerate(("layers.0.self_attn.q_proj", "layers.1.self_attn.v_proj"))
             }
@@ -115,7 +139,10 @@ def add_run(store: ResultStore, method: str, domains: tuple[str, ...], seed: int
     run_id = make_run_id(MODEL, method, list(domains), seed, config_hash)
     last_step = len(domains) if fail_after is None else fail_after
     for step in range(last_step + 1):
-        store.write_step(run_id, step, records(method, domains, seed, step, config_hash), step_extra(method, domains, step))
+        step_records = records(method, domains, seed, step, config_hash)
+        values = {f"{r.benchmark}/{r.metric}": r.value for r in step_records}
+        store.write_bootstrap(run_id, step, draws_payload(values, f"{run_id}|{step}"))
+        store.write_step(run_id, step, step_records, step_extra(method, domains, step))
     store.write_run(
         RunInfo(
             run_id=run_id,

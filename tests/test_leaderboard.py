@@ -87,7 +87,9 @@ def test_final_composite_mean_equals_records(rendered: tuple[Path, dict[str, Pat
     assert float(csv_row(paths, "standard_lora", ORDER_A)["final_mean"]) == pytest.approx(mean)
     assert float(csv_row(paths, "standard_lora", ORDER_A)["final_sd"]) == pytest.approx(sd)
     lora = next(r for r in markdown_rows(paths, ORDER_A) if r[0] == "standard_lora")
-    assert f"{mean:.1f} ± {sd:.1f}" in lora
+    low, high = main_row(paths, "standard_lora", ORDER_A)["stats"]["intervals"]["composite/safety"]
+    assert low < mean < high
+    assert f"{mean:.1f} ± {sd:.1f} [{low:.1f}, {high:.1f}]" in lora
 
 
 def test_every_step_and_benchmark_equals_records(rendered: tuple[Path, dict[str, Path]]) -> None:
@@ -134,7 +136,7 @@ def test_missing_method_and_benchmark_say_missing(rendered: tuple[Path, dict[str
     assert row["final_mean"] is None and row["status"] == "2 missing" and row["absent"] == "missing"
     assert csv_row(paths, fx.NO_SECOND_ORDERING, ORDER_B)["final_mean"] == ""
     replay = next(r for r in markdown_rows(paths, ORDER_B) if r[0] == fx.NO_SECOND_ORDERING)
-    assert set(replay[2:]) == {"missing"}
+    assert replay[2] == "2 missing" and set(replay[1:2] + replay[3:]) == {"missing"}
     # replay has no MMLU: its MMLU cell is "missing", the others have numbers.
     assert main_row(paths, fx.NO_MMLU, ORDER_A)["metrics"].get("mmlu/acc") is None
     assert csv_row(paths, fx.NO_MMLU, ORDER_A)["mmlu/acc"] == ""
@@ -168,6 +170,27 @@ def test_fisher_table_equals_step_extras(rendered: tuple[Path, dict[str, Path]])
     row = next(r for r in json.loads(paths["json"].read_text())["fisher"] if r["layer"] == layer)
     assert row["n"] == len(logged) == 12
     assert row["k90_safety"] == pytest.approx(statistics.fmean(logged))
+
+
+def test_fisher_curves_are_shares_of_the_trace() -> None:
+    """Eigenvalues 4, 3, 2, 1 of a Fisher with tr(F) = 20: the top k hold 20%, 35%, 45%, 50% of it,
+    the share k90 counts against; only without a logged trace is the top-k sum the normaliser."""
+    from leaderboard.aggregate import Spectrum
+    from leaderboard.plots import cumulative_mass
+
+    spectrum = Spectrum([1.0, 4.0, 2.0, 3.0], trace=20.0, k90=9.0)
+    assert cumulative_mass([spectrum], by_trace=True) == pytest.approx([0.2, 0.35, 0.45, 0.5])
+    assert cumulative_mass([spectrum], by_trace=False) == pytest.approx([0.4, 0.7, 0.9, 1.0])
+    other = Spectrum([10.0, 10.0, 5.0], trace=50.0, k90=3.0)  # cut to the common length 3, then averaged
+    assert cumulative_mass([spectrum, other], by_trace=True) == pytest.approx([0.2, 0.375, 0.475])
+
+
+def test_fisher_plot_uses_the_logged_trace(rendered: tuple[Path, dict[str, Path]]) -> None:
+    _, paths = rendered
+    plot = json.loads(paths["json"].read_text())["plots"]
+    (name,) = [n for n in plot if n.startswith("spectrum__")]
+    html = paths["html"].read_text()
+    assert "normalised by tr(F), as the table" in html and "First panel: mean over layers" in html
 
 
 def test_every_table_and_plot_names_scale_and_model(rendered: tuple[Path, dict[str, Path]]) -> None:

@@ -1,5 +1,7 @@
-"""The HTML leaderboard in a real headless Chromium, opened from disk: one row per method plus the
-starting model, header clicks re-sort, every plot decodes, and the console stays clean.
+"""The HTML leaderboard in a real headless Chromium, opened from disk: the headline figure loads
+first, the compact main table (one row per method plus the starting model) marks significant
+differences and fits the screen, the full table is one click away, header clicks re-sort, every
+plot decodes, and the console stays clean.
 
 Needs the Debian package ``chromium`` (/usr/bin/chromium) and ``pip install playwright==1.65.2``;
 Playwright drives the system browser, so no ``playwright install`` download is needed.
@@ -88,3 +90,44 @@ def test_no_console_errors(page: tuple[Page, list[str], int]) -> None:
     tab, errors, _ = page
     tab.locator("table.sortable thead th").first.click()  # exercise the script once more
     assert errors == []
+
+
+def test_headline_figure_loads_before_the_main_table(page: tuple[Page, list[str], int]) -> None:
+    tab, _, _ = page
+    width = tab.eval_on_selector("figure.headline img", "img => img.complete ? img.naturalWidth : 0")
+    assert width > 0
+    before = tab.evaluate(
+        "document.querySelector('figure.headline').compareDocumentPosition("
+        "document.querySelector(\"table[id^='main-']\")) & Node.DOCUMENT_POSITION_FOLLOWING"
+    )
+    assert before
+
+
+def test_main_table_marks_significance(page: tuple[Page, list[str], int]) -> None:
+    tab, _, _ = page
+    table = tab.locator("table[id^='main-']").first
+    headers = table.locator("thead th").all_inner_texts()
+    assert "Rank" in headers and "vs standard_lora" in headers
+    marked = table.locator("td.significant").all_inner_texts()
+    assert marked and all(text.endswith("*") for text in marked)
+    # Bold: a reader sees the mark without reading the star.
+    assert table.locator("td.significant").first.evaluate("td => getComputedStyle(td).fontWeight") == "700"
+
+
+def test_compact_table_fits_and_the_full_one_is_one_click_away(page: tuple[Page, list[str], int]) -> None:
+    tab, _, _ = page
+    tab.set_viewport_size({"width": 1280, "height": 800})
+    sideways = tab.eval_on_selector_all(
+        "table[id^='main-']", "tables => tables.map(t => t.parentElement.scrollWidth > t.parentElement.clientWidth)")
+    assert sideways and not any(sideways)
+    full = tab.locator("table[id^='full-main-']").first
+    assert not full.is_visible()
+    tab.locator("details summary").first.click()
+    assert full.is_visible() and "HarmBench" in full.locator("thead th").all_inner_texts()
+
+
+def test_run_metadata_is_a_table(page: tuple[Page, list[str], int]) -> None:
+    tab, _, _ = page
+    labels = tab.locator("table.meta th").all_inner_texts()
+    assert "Generated" in labels and "Versions" in labels
+    assert "{" not in tab.locator("body").inner_text()  # no raw JSON dict anywhere (model report included)

@@ -8,6 +8,7 @@ Layout (schema 1)::
       runs/<run_id>/run.json        RunInfo: identity, config hash, versions, status, error, wall time
       runs/<run_id>/step-<k>.json   StepResult: the records of evaluation point k (0 = before training)
       runs/<run_id>/items/step-<k>/<benchmark>.jsonl   per-item outputs (for `erosion rescore`)
+      runs/<run_id>/bootstrap/step-<k>.json   bootstrap draws of every score of step k (intervals, paired tests)
       runs/<run_id>/state/          resumable training state (adapters, method state)
       runs/<run_id>/.lock           held while a process works on the run
       starting/<key>.json           one benchmark's evaluation of an untouched starting model, which
@@ -105,6 +106,26 @@ class Record:
     config_hash: str = ""
     wall_time_s: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    ci_low: float | None = None  # 95% bootstrap interval over items (see draw_interval); None: not computed
+    ci_high: float | None = None
+
+
+def draw_interval(draws: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The percentile interval of bootstrap draws: the (1-level)/2 and (1+level)/2 quantiles of the
+    finite draws, linearly interpolated (numpy's default); None without a finite draw.
+
+    Part of the results schema: a record's ``ci_low``/``ci_high`` are this interval of its draws."""
+    finite = sorted(d for d in draws if d is not None and d == d and abs(d) != float("inf"))
+    if not finite:
+        return None
+
+    def quantile(q: float) -> float:
+        position = q * (len(finite) - 1)
+        low = int(position)
+        high = min(low + 1, len(finite) - 1)
+        return finite[low] + (finite[high] - finite[low]) * (position - low)
+
+    return quantile((1 - level) / 2), quantile((1 + level) / 2)
 
 
 @dataclass
@@ -236,6 +257,23 @@ class ResultStore:
     def read_items(self, run_id: str, step: int, benchmark: str) -> list[dict[str, Any]]:
         path = self.items_path(run_id, step, benchmark)
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    # --- bootstrap draws ----------------------------------------------------------------------------
+    def bootstrap_path(self, run_id: str, step: int) -> Path:
+        return self.run_dir(run_id) / "bootstrap" / f"step-{step}.json"
+
+    def write_bootstrap(self, run_id: str, step: int, payload: dict[str, Any]) -> None:
+        """Written before the step file, so a step file always has its draws beside it."""
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":")) + "\n"  # compact: 1000 draws per score
+        atomic_write_text(self.bootstrap_path(run_id, step), text)
+
+    def read_bootstrap(self, run_id: str, step: int) -> dict[str, Any] | None:
+        """The step's draws, or None for a step scored before intervals existed (or unreadable)."""
+        payload = read_json(self.bootstrap_path(run_id, step))
+        if payload is not None and not isinstance(payload.get("draws"), dict):
+            warnings.warn(f"{self.bootstrap_path(run_id, step)}: no draws mapping; intervals for that step are left out.")
+            return None
+        return payload
 
     # --- starting-model evaluations, shared by runs --------------------------------------------
     def starting_path(self, key: str) -> Path:

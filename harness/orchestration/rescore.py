@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BENCHMARKS
-from benchmarks.composite import composites
+from benchmarks.composite import composites, step_bootstrap, stored_bootstrap
 from harness.core.store import Record, ResultStore, ordering_label
 
 RECORD_FIELDS = {f.name for f in fields(Record)}
@@ -52,6 +52,7 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
     records: list[dict[str, Any]] = payload["records"]
     rescored: dict[str, dict[str, float]] = {}
     n_items: dict[str, int] = {}
+    scored = {}
     for name in names:
         try:
             items = store.read_items(run_id, step, name)
@@ -61,6 +62,7 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
         if items:  # an empty file cannot be scored: that benchmark's records stay as they are
             rescored[name] = BENCHMARKS[name].score(items)
             n_items[name] = len(items)
+            scored[name] = (BENCHMARKS[name], items)
     if not rescored:
         return False
     identity = next((r for r in records), None) or _identity_from_run(store, run_id, step, payload)
@@ -82,10 +84,13 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
         kept.setdefault(record["benchmark"], []).append(record)
         scores.setdefault(record["benchmark"], {})[record["metric"]] = float(record["value"])
     scores.update(rescored)
+    # The same draws as the runner's: they depend on the items only. Benchmarks kept as they were keep theirs.
+    bootstrap = step_bootstrap(scored, set(scores), stored_bootstrap(store.read_bootstrap(run_id, step)))
 
     def make(benchmark: str, metric: str, value: float, n: int | None) -> dict[str, Any]:
         fields = {key: identity[key] for key in IDENTITY if key in identity}
-        return asdict(Record(benchmark=benchmark, metric=metric, value=float(value), n=n, **fields))
+        low, high = bootstrap.interval(benchmark, metric)
+        return asdict(Record(benchmark=benchmark, metric=metric, value=float(value), n=n, ci_low=low, ci_high=high, **fields))
 
     new_records: list[dict[str, Any]] = []
     for benchmark in order:
@@ -95,6 +100,7 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
             new_records += kept.get(benchmark, [])
     new_records += [make("composite", name, value, None) for name, value in composites(scores).items()]
     extras = {k: v for k, v in payload.items() if k not in ("records", "step")}
+    store.write_bootstrap(run_id, step, bootstrap.payload())
     store.write_step(run_id, step, [Record(**{k: v for k, v in r.items() if k in RECORD_FIELDS}) for r in new_records], extras)
     return True
 

@@ -20,7 +20,7 @@ import torch
 
 from benchmarks import get_benchmark
 from benchmarks.base import BenchmarkResult
-from benchmarks.composite import composites
+from benchmarks.composite import StepBootstrap, composites, step_bootstrap
 from benchmarks.judges import Judge, get_judge
 from harness.core.lm import ChatLM
 from harness.core.hashing import stable_hash
@@ -101,13 +101,14 @@ class Run:
         return bool(info and info.status == "done" and info.config_hash == self.config_hash
                     and self.store.finished_steps(self.run_id, len(self.ordering)) == len(self.ordering) + 1)
 
-    def records(self, step: int, scores: dict[str, dict[str, float]], n_items: dict[str, int], wall: float) -> list[Record]:
+    def records(self, step: int, scores: dict[str, dict[str, float]], n_items: dict[str, int], wall: float,
+                bootstrap: StepBootstrap) -> list[Record]:
         domain = self.ordering[step - 1] if step else None
         rows = [(b, m, v, n_items.get(b)) for b, metrics in scores.items() for m, v in metrics.items()]
         rows += [("composite", name, value, None) for name, value in composites(scores).items()]
         return [
             Record(self.handle.name, self.handle.scale, self.method_name, ordering_label(self.ordering), self.seed,
-                   step, domain, b, m, float(v), n, self.config_hash, wall, self.versions)
+                   step, domain, b, m, float(v), n, self.config_hash, wall, self.versions, *bootstrap.interval(b, m))
             for b, m, v, n in rows
         ]
 
@@ -121,7 +122,7 @@ class Run:
         # An untouched starting model scores the same in every run (greedy decoding): the first run
         # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed).
         share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
-        scores, n_items, reused = {}, {}, []
+        scores, n_items, reused, scored = {}, {}, [], {}
         for name in self.suite.benchmarks:
             key = self.starting_key(name) if share else None
             result = self.starting_result(key) if key else None
@@ -135,10 +136,13 @@ class Run:
             self.store.write_items(self.run_id, step, name, result.items)
             reached("after_benchmark")
             scores[name], n_items[name] = result.scores, len(result.items)
+            scored[name] = (get_benchmark(name), result.items)
+        bootstrap = step_bootstrap(scored, set(scores))
         wall = time.time() - started
         extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall,
                   "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
-        self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall), extras)
+        self.store.write_bootstrap(self.run_id, step, bootstrap.payload())
+        self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall, bootstrap), extras)
 
     def starting_key(self, benchmark: str) -> str:
         """What a starting-model score depends on: the weights, the benchmark and how it is run."""
