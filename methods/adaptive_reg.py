@@ -129,7 +129,7 @@ class AdaptiveRegularization(Method):
     """
 
     name = "adaptive_reg"
-    relative_cost = 1.3
+    relative_cost = 2.5
     Config = AdaptiveRegConfig
 
     def __init__(self, config: AdaptiveRegConfig | None = None) -> None:

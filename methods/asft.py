@@ -44,7 +44,7 @@ class AsFT(Method):
     """
 
     name = "asft"
-    relative_cost = 1.05
+    relative_cost = 1.2
     Config = AsFTConfig
 
     def __init__(self, config: AsFTConfig | None = None) -> None:

@@ -35,7 +35,7 @@ class EMA(Method):
     """
 
     name = "ema"
-    relative_cost = 1.0
+    relative_cost = 1.1
     Config = EMAConfig
 
     def __init__(self, config: EMAConfig | None = None) -> None:

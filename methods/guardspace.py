@@ -132,7 +132,7 @@ class GuardSpace(Method):
     """
 
     name = "guardspace"
-    relative_cost = 1.1
+    relative_cost = 1.15
     Config = GuardSpaceConfig
 
     def __init__(self, config: GuardSpaceConfig | None = None) -> None:

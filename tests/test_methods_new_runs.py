@@ -46,3 +46,20 @@ def test_erosion_methods_lists_the_new_methods_with_their_fields(capsys):
         assert f"\n{name}: " in f"\n{out}"
         for field in all_methods()[name].Config.model_fields:
             assert f"    {field} (" in out
+
+
+def test_trainable_in_prepare_is_the_plain_model_then_the_adapter(tiny_world):
+    """What docs/write-your-own-method.md says: no adapter exists in prepare."""
+    from harness.models import load_model, load_tokenizer
+    from harness.safety_data import calibration_set
+    from harness.training import TrainContext, attach_adapter
+    from methods.lora_utils import lora_pairs
+
+    settings = load_suite(TINY_SUITE).training
+    model = load_model(tiny_world.chat)
+    ctx = TrainContext(model=model, tokenizer=load_tokenizer(tiny_world.tokenizer), settings=settings,
+                       calibration=calibration_set(0), seed=0)
+    assert set(ctx.trainable()) == {n for n, _ in model.named_parameters()} and lora_pairs(ctx.trainable()) == {}
+    ctx.model = attach_adapter(ctx.model, settings, 1)
+    assert ctx.trainable() and all(".lora_" in n for n in ctx.trainable())
+    assert len(lora_pairs(ctx.trainable())) == 2 * len(settings.lora.target_modules)  # tiny: 2 decoder layers
