@@ -63,3 +63,29 @@ def test_trainable_in_prepare_is_the_plain_model_then_the_adapter(tiny_world):
     ctx.model = attach_adapter(ctx.model, settings, 1)
     assert ctx.trainable() and all(".lora_" in n for n in ctx.trainable())
     assert len(lora_pairs(ctx.trainable())) == 2 * len(settings.lora.target_modules)  # tiny: 2 decoder layers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["guardspace", "adaptive_reg"])
+def test_resumed_run_equals_an_uninterrupted_one(name, suite, tiny_world, tmp_path, monkeypatch):
+    """Everything these methods keep is recomputed per domain from the checkpointed model and seeds."""
+    whole = ResultStore(tmp_path / "whole")
+    run = Run(suite, tiny_world, name, suite.domains, 0, whole)
+    assert run.execute().status == "done"
+    store = ResultStore(tmp_path / "resumed")
+    evaluate = Run.evaluate
+
+    def crash_after_domain_one(self, model, tokenizer, step, extras):
+        if step == 1:
+            raise RuntimeError("killed")
+        evaluate(self, model, tokenizer, step, extras)
+
+    monkeypatch.setattr(Run, "evaluate", crash_after_domain_one)
+    assert Run(suite, tiny_world, name, suite.domains, 0, store).execute().status == "failed"
+    monkeypatch.setattr(Run, "evaluate", evaluate)
+    resumed = Run(suite, tiny_world, name, suite.domains, 0, store)
+    assert resumed.execute().status == "done"
+    final = {(r["benchmark"], r["metric"]): r["value"] for r in whole.read_step(run.run_id, 2)["records"]}
+    again = {(r["benchmark"], r["metric"]): r["value"] for r in store.read_step(resumed.run_id, 2)["records"]}
+    assert final == again
+    assert whole.read_step(run.run_id, 2)[name] == store.read_step(resumed.run_id, 2)[name]
