@@ -41,7 +41,7 @@ def test_method_penalises_the_adapter_with_v_from_base_and_aligned(tiny_world):
     ctx = tiny_context(tiny_world)
     method = AsFT(AsFTConfig(lam=0.3))
     method.before_domain(ctx)
-    assert float(method.extra_loss(ctx, {})) == 0.0  # a fresh adapter (B = 0) is at the anchor
+    assert float(method.extra_loss(ctx, {}).detach()) == 0.0  # a fresh adapter (B = 0) is at the anchor
     sgd_step(ctx)
     params = ctx.trainable()
     pairs = lora_pairs(params)
