@@ -32,6 +32,9 @@ class TrainContext:
     step: int = 0
     total_steps: int = 0
     refusal_rate: Callable[[list[str]], float] | None = None
+    # (prompt, response) pairs -> the run's harm-classifier verdicts ("compliance" = harmful); None
+    # when the run judges by refusal phrases only (set by the runner, for judge-based safety critics).
+    harm_verdicts: Callable[[list[tuple[str, str]]], list[str]] | None = None
     probe_prompts: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 

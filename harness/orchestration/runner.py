@@ -240,6 +240,7 @@ class Run:
                            seed=self.seed, domains=self.ordering,
                            checkpoints={"base": self.handle.base, "aligned": self.handle.chat})
         ctx.refusal_rate = self._probe_refusal(ctx)
+        ctx.harm_verdicts = self._harm_verdicts()
         done = self.store.finished_steps(self.run_id, n_domains)
         checkpoint = self.load_checkpoint() if done else None
         if checkpoint is not None and checkpoint["after"] in (done - 1, done):
@@ -295,3 +296,14 @@ class Run:
 
         return measure
 
+    def _harm_verdicts(self):
+        """The suite's harm classifier as (prompt, response) -> verdicts; None under the refusal judge,
+        which only spots refusal phrases and cannot call a response harmful."""
+        if self.suite.eval.judge == "refusal":
+            return None
+        from benchmarks.judges import JudgeItem
+
+        def verdicts(pairs: list[tuple[str, str]]) -> list[str]:
+            return list(self.judge().verdicts([JudgeItem(prompt, response) for prompt, response in pairs]))
+
+        return verdicts
