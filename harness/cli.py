@@ -23,18 +23,26 @@ def _offline_by_default() -> None:
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``--set training.max_steps=20`` -> {"training": {"max_steps": 20}} (values parsed as YAML)."""
-    import yaml
+    from harness.config import parse_yaml
 
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.max_steps=20.")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with a dotted KEY, e.g. --set training.max_steps=20.")
+        if not raw.strip():
+            # An empty value would parse as null and silently drop a setting such as a step cap.
+            raise ConfigError(f"--set {pair!r}: no value after '='. Fix: give a value (e.g. {key}=20), "
+                              f"or {key}=null to unset the key on purpose.")
         node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                earlier = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {pair!r}: an earlier --set gave {earlier!r} a value, so it has no keys "
+                                  f"to set. Fix: drop one of the two.")
+        node[parts[-1]] = parse_yaml(raw, f"--set {key}: the value {raw!r}")
     return out
 
 
