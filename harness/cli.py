@@ -47,13 +47,29 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
+def writable_folder(path: Path, flag: str) -> Path:
+    """``path`` if it is (or can be made) a writable folder; else one clear error, with nothing created."""
+    from harness.store import unwritable_reason
+
+    reason = unwritable_reason(path)
+    if reason:
+        raise ConfigError(f"{flag} {path}: {reason}. Fix: pass a writable folder path.")
+    return path
+
+
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from harness.data import RAW_DATASETS, data_dir, default_mirror, prefetch
 
     mirror = Path(args.mirror) if args.mirror else default_mirror()
+    if mirror is not None and not mirror.is_dir():
+        raise ConfigError(f"--mirror {mirror}: not a folder. Fix: pass the folder that holds the datasets' "
+                          f"folders (harmbench/, medqa/, ...), e.g. ../shared/data.")
     names = args.datasets or list(RAW_DATASETS)
-    copied = prefetch(names, mirror, Path(args.data_dir) if args.data_dir else None, force=args.force)
-    target = args.data_dir or data_dir()
+    unknown = sorted(set(names) - set(RAW_DATASETS))
+    if unknown:
+        raise ConfigError(f"prefetch: unknown dataset {unknown[0]!r}. Fix: choose from {', '.join(sorted(RAW_DATASETS))}.")
+    target = writable_folder(Path(args.data_dir) if args.data_dir else data_dir(), "--data-dir")
+    copied = prefetch(names, mirror, target, force=args.force)
     print(f"data directory {target}: {len(copied)} copied, {len(names) - len(copied)} already present"
           f"{f' (mirror {mirror})' if mirror else ''}")
     return 0
@@ -73,11 +89,14 @@ def cmd_build_world(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import load_suite
     from harness.preflight import preflight
-    from harness.scheduler import run_suite
-    from harness.store import ResultStore
+    from harness.scheduler import check_address, run_suite
+    from harness.store import ResultStore, check_results_folder
 
     suite = load_suite(args.suite, parse_overrides(args.set))
+    check_results_folder(Path(args.results), for_writing=True)
     preflight(suite, source=str(args.suite))
+    if args.address and args.executor != "local":
+        check_address(args.address)  # before the results folder exists: an unreachable cluster writes nothing
     store = ResultStore(args.results)
     outcomes = run_suite(suite, store, executor=args.executor, address=args.address)
     failed = [o for o in outcomes if o["status"] == "failed"]
@@ -136,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     lm = load_local(handle.chat if which == "chat" else handle.base, handle.tokenizer, handle.max_length)
     lm.show_progress = True
     caps = {} if args.full else scale_caps(handle.scale)
-    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}")
+    out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}"), "--out")
     scores = {}
     for bench in expand(args.benchmarks):
         result = get_benchmark(bench).evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
@@ -177,7 +196,22 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 # ---- parser -------------------------------------------------------------------------------------
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], or argparse's one-line error (exit code 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high:,}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from harness.config import MAX_CAP, MAX_NEW_TOKENS
+
     parser = argparse.ArgumentParser(prog="erosion", description="erosion-bench: cumulative safety erosion under sequential LoRA fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -215,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", cmd_evaluate, "Evaluate a starting model on benchmarks and print scores and composites.")
     p.add_argument("--model", default="micro-chat", help="PRESET-chat or PRESET-base (default micro-chat)")
     p.add_argument("--benchmarks", nargs="+", default=["all"], help="benchmark names or 'all'")
-    p.add_argument("--cap", type=int, default=None, help="at most this many items per benchmark (default: the scale's caps)")
+    p.add_argument("--cap", type=bounded_int(1, MAX_CAP), default=None, help="at most this many items per benchmark (default: the scale's caps)")
     p.add_argument("--full", action="store_true", help="evaluate full sets, ignoring the scale's caps")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--max-new-tokens", type=bounded_int(1, MAX_NEW_TOKENS), default=24)
     p.add_argument("--out", help=f"folder for per-item files (default {DEFAULT_RESULTS}/evaluate/MODEL)")
     p.add_argument("--judge", default="refusal",
                    help="judge of responses to harmful requests (HarmBench, WildGuard's harmful half): "
@@ -240,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     except ErosionError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # The environment, not the input (disk full, permission denied): still one paragraph.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}. Fix: check that path's permissions and the free disk "
+              f"space, then rerun the same command (finished steps are kept).", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished steps are saved; rerun the same command to resume.", file=sys.stderr)
         return 130
