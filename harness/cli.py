@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -266,8 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_warnings() -> None:
+    """Our warnings (a damaged step file read as missing, ...) as one 'warning:' paragraph each, not
+    Python's file:line:category form."""
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_by_default()
+    _plain_warnings()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -152,7 +152,33 @@ def run_info_from_json(payload: Any, path: Path) -> RunInfo:
         raise damaged(path, f"key 'status' = {payload['status']!r} is not one of {', '.join(RUN_STATUSES)}")
     if not payload["ordering"] or not all(isinstance(d, str) for d in payload["ordering"]):
         raise damaged(path, "key 'ordering' should be a non-empty list of domain names")
+    if not all(isinstance(v, str) for v in payload.get("versions", {}).values()):
+        raise damaged(path, "key 'versions' should map library names to version strings")
     return RunInfo(**{key: value for key, value in payload.items() if key in RUN_FIELD_TYPES})
+
+
+RECORD_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,), "benchmark": (str,), "metric": (str,), "value": (int, float, type(None)),
+}
+
+
+def step_problem(payload: Any) -> str | None:
+    """What makes a parsed step file unusable (not a mapping, no records list, a malformed record), or None."""
+    if not isinstance(payload, dict):
+        return f"holds a {type(payload).__name__}, not the mapping of a step"
+    records = payload.get("records")
+    if not isinstance(records, list):
+        return "key 'records' is missing or not a list"
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            return f"records[{index}] is a {type(record).__name__}, not a record"
+        for key, types in RECORD_FIELD_TYPES.items():
+            value = record.get(key)
+            if key not in record:
+                return f"records[{index}] has no key {key!r}"
+            if isinstance(value, bool) or not isinstance(value, types):
+                return f"records[{index}].{key} = {repr(value)[:60]} should be {' or '.join(t.__name__ for t in types)}"
+    return None
 
 
 def ordering_label(domains: list[str]) -> str:
@@ -308,9 +334,13 @@ class ResultStore:
         atomic_write_json(self.step_path(run_id, step), payload)
 
     def read_step(self, run_id: str, step: int) -> dict[str, Any] | None:
-        payload = read_json(self.step_path(run_id, step))
-        if payload is not None and not (isinstance(payload, dict) and isinstance(payload.get("records"), list)):
-            warnings.warn(f"{self.step_path(run_id, step)}: no records list; treated as missing.")
+        path = self.step_path(run_id, step)
+        payload = read_json(path)
+        problem = None if payload is None else step_problem(payload)
+        if problem:
+            warnings.warn(f"{path}: {problem}; the step is treated as missing (the leaderboard shows it so, and "
+                          f"`erosion run` redoes it). Fix: copy the file again from the machine that wrote it, "
+                          f"or rerun the suite.")
             return None
         return payload
 
