@@ -31,7 +31,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         parts = key.split(".")
         if not sep or not all(parts):
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with a dotted KEY, e.g. --set training.max_steps=20.")
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with a dotted KEY. Fix: e.g. --set training.max_steps=20.")
         if not raw.strip():
             # An empty value would parse as null and silently drop a setting such as a step cap.
             raise ConfigError(f"--set {pair!r}: no value after '='. Fix: give a value (e.g. {key}=20), "
@@ -95,9 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite, parse_overrides(args.set))
     check_results_folder(Path(args.results), for_writing=True)
-    preflight(suite, source=str(args.suite))
     if args.address and args.executor != "local":
         check_address(args.address)  # before the results folder exists: an unreachable cluster writes nothing
+    preflight(suite, source=str(args.suite))
     store = ResultStore(args.results)
     outcomes = run_suite(suite, store, executor=args.executor, address=args.address)
     failed = [o for o in outcomes if o["status"] == "failed"]

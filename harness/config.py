@@ -136,7 +136,7 @@ class SuiteConfig(Strict):
         if jobs > MAX_JOBS:
             raise ValueError(
                 f"the suite has {jobs:,} runs ({len(self.methods)} methods x {orderings:,} orderings x "
-                f"{len(self.seeds)} seeds), more than {MAX_JOBS:,}; use fewer domains with 'orderings: all', "
+                f"{len(self.seeds)} seeds), more than {MAX_JOBS:,}. Fix: use fewer domains with 'orderings: all', "
                 f"or fewer methods or seeds"
             )
         return self
@@ -361,6 +361,8 @@ def _explain(origin: Origin, err: ValidationError) -> ConfigError:
             lines.append(f"{where}: unknown key '{shown}'. Fix: {fix}")
         elif problem["type"] == "missing":
             lines.append(f"{where}: key '{shown}' is required. Fix: add it")
+        elif not key:  # a rule over the whole suite: its message carries the fix
+            lines.append(f"{where}: {problem['msg'].removeprefix('Value error, ')}")
         else:
             message = problem["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: key '{shown}' = {_short(problem.get('input'))}: {message}. Fix: change the value")
