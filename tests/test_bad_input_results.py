@@ -205,29 +205,33 @@ def erosion_unprivileged(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env={**os.environ, "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR", "/tmp")})
 
 
-def make_read_only(root: Path) -> None:
+@pytest.fixture
+def read_only_results(results: tuple[Path, str]):
+    root, run_id = results
     for path in [root, *root.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
+    yield root, run_id
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def test_read_only_results_folder(results: tuple[Path, str], tmp_path: Path) -> None:
-    """`erosion run` into it: refused before anything; `erosion leaderboard` without --out: told to
-    pass --out; with a writable --out: rendered."""
-    root, run_id = results
-    make_read_only(root)
-    try:
-        before = snapshot(root)
-        ran = erosion_unprivileged("run", str(TINY), "--results", str(root))
-        assert_one_paragraph(ran.returncode, ran.stderr, f"Results directory {root}", "cannot be written (Permission denied)",
-                             "--out WRITABLE_FOLDER")
-        board = erosion_unprivileged("leaderboard", str(root))
-        assert_one_paragraph(board.returncode, board.stderr, f"Leaderboard output folder {root / 'leaderboard'}",
-                             "cannot be written", "pass a writable folder with --out")
-        assert snapshot(root) == before
-        out = tmp_path / "lb"
-        rendered = erosion_unprivileged("leaderboard", str(root), "--out", str(out))
-        assert rendered.returncode == 0, rendered.stderr
-        assert run_id in (out / "leaderboard.json").read_text()
-    finally:
-        for path in [root, *root.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
+@pytest.mark.slow
+def test_read_only_results_folder_is_refused(read_only_results: tuple[Path, str]) -> None:
+    """`erosion run` into it is refused before anything; `erosion leaderboard` without --out is told to pass --out."""
+    root, _ = read_only_results
+    before = snapshot(root)
+    ran = erosion_unprivileged("run", str(TINY), "--results", str(root))
+    assert_one_paragraph(ran.returncode, ran.stderr, f"Results directory {root}", "cannot be written (Permission denied)",
+                         "--out WRITABLE_FOLDER")
+    board = erosion_unprivileged("leaderboard", str(root))
+    assert_one_paragraph(board.returncode, board.stderr, f"Leaderboard output folder {root / 'leaderboard'}",
+                         "cannot be written", "pass a writable folder with --out")
+    assert snapshot(root) == before
+
+
+@pytest.mark.slow
+def test_read_only_results_folder_renders_with_out(read_only_results: tuple[Path, str], tmp_path: Path) -> None:
+    root, run_id = read_only_results
+    rendered = erosion_unprivileged("leaderboard", str(root), "--out", str(tmp_path / "lb"))
+    assert rendered.returncode == 0, rendered.stderr
+    assert run_id in (tmp_path / "lb" / "leaderboard.json").read_text()
