@@ -152,14 +152,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     problem = missing_judge_weights(args.judge, args.judge_model)
     if problem:
         raise ConfigError(problem)
+    # Every name and the output folder are checked before any model work.
+    benchmarks = {bench: get_benchmark(bench) for bench in expand(args.benchmarks)}
+    out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}"), "--out")
     handle = PRESETS[name].prepare()
     lm = load_local(handle.chat if which == "chat" else handle.base, handle.tokenizer, handle.max_length)
     lm.show_progress = True
     caps = {} if args.full else scale_caps(handle.scale)
-    out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}"), "--out")
     scores = {}
-    for bench in expand(args.benchmarks):
-        result = get_benchmark(bench).evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
+    for bench, benchmark in benchmarks.items():
+        result = benchmark.evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
         scores[bench] = result.scores
         print(f"{bench:12s} n={len(result.items):5d}  " + "  ".join(f"{k}={v:.2f}" for k, v in result.scores.items()))
         out.mkdir(parents=True, exist_ok=True)

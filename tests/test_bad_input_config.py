@@ -234,3 +234,13 @@ def test_address_that_is_not_an_address(tmp_path: Path, capsys: pytest.CaptureFi
     code, err = erosion(capsys, "run", str(TINY), "--results", str(tmp_path / "r"), "--address", "headnode")
     assert_one_paragraph(code, err, "--address 'headnode'", "expected ray://HOST:PORT")
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_checks_names_and_output_before_any_model_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = erosion(capsys, "evaluate", "--benchmarks", "harmbench", "nope", "--out", str(tmp_path / "e"))
+    assert_one_paragraph(code, err, "Unknown benchmark 'nope'", "truthfulqa")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, err = erosion(capsys, "evaluate", "--benchmarks", "harmbench", "--out", str(afile))
+    assert_one_paragraph(code, err, f"--out {afile}", "is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
