@@ -152,16 +152,16 @@ ADDRESS_TIMEOUT_S = 5.0  # a reachable head answers a TCP connect in millisecond
 def check_address(address: str) -> None:
     """Fail in seconds, before anything is written, when no Ray cluster listens at ``address``
     (``ray.init`` itself retries for minutes). ``RAY_ADDRESS`` overrides it, as in Ray; ``auto``
-    without ``RAY_ADDRESS`` is left to Ray, which searches this machine and fails fast."""
+    and ``local`` are left to Ray (it searches this machine and fails fast, or starts a cluster)."""
     effective = os.environ.get("RAY_ADDRESS") or address
-    if effective == "auto":
+    if effective in ("auto", "local"):  # Ray's own: search this machine / start a new local cluster
         return
     source = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "--address"
     host, sep, port = effective.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")
     if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
         raise ConfigError(f"{source} {effective!r}: expected ray://HOST:PORT (Ray client), HOST:PORT (the head's GCS "
-                          f"port, 6379 by default) or auto. Fix: pass the address `ray start --head` printed.")
+                          f"port, 6379 by default), auto or local. Fix: pass the address `ray start --head` printed.")
     try:
         socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
     except OSError as err:
