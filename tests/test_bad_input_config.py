@@ -244,3 +244,15 @@ def test_evaluate_checks_names_and_output_before_any_model_work(tmp_path: Path, 
     code, err = erosion(capsys, "evaluate", "--benchmarks", "harmbench", "--out", str(afile))
     assert_one_paragraph(code, err, f"--out {afile}", "is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_data_file_with_a_control_character_names_line_and_column(tmp_path: Path) -> None:
+    from harness.data import read_jsonl
+    from harness.errors import DataError
+
+    path = tmp_path / "test.jsonl"
+    path.write_text('{"q": "fine"}\n{"q": "bell\x07"}\n')
+    with pytest.raises(DataError) as err:
+        read_jsonl(path)
+    assert str(err.value) == (f"{path}: line 2 is not valid JSON (Invalid control character at column 12). "
+                              f"Fix: re-run `erosion prefetch --force`.")
