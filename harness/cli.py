@@ -91,10 +91,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import load_suite
     from harness.preflight import preflight
     from harness.scheduler import check_address, run_suite
-    from harness.store import ResultStore, check_results_folder
+    from harness.store import MARKER, ResultStore, check_results_folder
 
     suite = load_suite(args.suite, parse_overrides(args.set))
     check_results_folder(Path(args.results), for_writing=True)
+    if (Path(args.results) / MARKER).exists():
+        ResultStore(args.results, create=False).runs()  # a damaged run.json is refused before anything is written
     if args.address and args.executor != "local":
         check_address(args.address)  # before the results folder exists: an unreachable cluster writes nothing
     preflight(suite, source=str(args.suite))

@@ -82,6 +82,8 @@ def test_damaged_run_json(name: str, results: tuple[Path, str], capsys: pytest.C
     before = snapshot(root)
     code, _, err = erosion(capsys, "leaderboard", str(root))
     assert_one_paragraph(code, err, str(run_json(root, run_id)), "delete its run folder", *needles)
+    code, _, err = erosion(capsys, "run", str(TINY), "--results", str(root))
+    assert_one_paragraph(code, err, str(run_json(root, run_id)), "delete its run folder", *needles)
     assert snapshot(root) == before
 
 
