@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,32 +24,60 @@ def _offline_by_default() -> None:
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``--set training.max_steps=20`` -> {"training": {"max_steps": 20}} (values parsed as YAML)."""
-    import yaml
+    from harness.orchestration.config import parse_yaml
 
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.max_steps=20.")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with a dotted KEY. Fix: e.g. --set training.max_steps=20.")
+        if not raw.strip():
+            # An empty value would parse as null and silently drop a setting such as a step cap.
+            raise ConfigError(f"--set {pair!r}: no value after '='. Fix: give a value (e.g. {key}=20), "
+                              f"or {key}=null to unset the key on purpose.")
         node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                earlier = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {pair!r}: an earlier --set gave {earlier!r} a value, so it has no keys "
+                                  f"to set. Fix: drop one of the two.")
+        node[parts[-1]] = parse_yaml(raw, f"--set {key}: the value {raw!r}")
     return out
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
+def writable_folder(path: Path, flag: str) -> Path:
+    """``path`` if it is (or can be made) a writable folder; else one clear error, with nothing created."""
+    from harness.core.store import unwritable_reason
+
+    reason = unwritable_reason(path)
+    if reason:
+        raise ConfigError(f"{flag} {path}: {reason}. Fix: pass a writable folder path.")
+    return path
+
+
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from harness.core.data import RAW_DATASETS, FetchOptions, data_dir, default_mirror
     from harness.core.prefetch import prefetch
+    from harness.core.releases import RELEASES
 
+    mirror = None if args.no_mirror else Path(args.mirror) if args.mirror else default_mirror()
+    if mirror is not None and not mirror.is_dir():
+        raise ConfigError(f"--mirror {mirror}: not a folder. Fix: pass the folder that holds the datasets' "
+                          f"folders (harmbench/, medqa/, ...), e.g. ../shared/data.")
+    names = args.datasets + args.only or list(RAW_DATASETS)
+    known = {*RAW_DATASETS, *RELEASES}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"prefetch: unknown dataset {unknown[0]!r}. Fix: choose from {', '.join(sorted(known))} "
+                          f"(see `erosion prefetch --list`).")
     target = Path(args.data_dir) if args.data_dir else data_dir()
     if args.list:
         print_dataset_table(target)
         return 0
-    mirror = None if args.no_mirror else Path(args.mirror) if args.mirror else default_mirror()
-    names = args.datasets + args.only or list(RAW_DATASETS)
+    target = writable_folder(target, "--data-dir")
     options = FetchOptions(base_url=args.base_url, allow_unverified=args.allow_unverified)
     fetched = prefetch(names, mirror, target, force=args.force, options=options)
     origin = f"mirror {mirror}" if mirror else "public sources" + (f" via {args.base_url}" if args.base_url else "")
@@ -84,13 +113,18 @@ def cmd_build_world(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.orchestration.config import load_suite
     from harness.orchestration.preflight import preflight
-    from harness.orchestration.scheduler import run_suite
-    from harness.core.store import ResultStore
+    from harness.orchestration.scheduler import check_address, run_suite
+    from harness.core.store import MARKER, ResultStore, check_results_folder
 
     overrides = parse_overrides(args.set)
     if args.keep_models:
         overrides["keep_models"] = True
     suite = load_suite(args.suite, overrides)
+    check_results_folder(Path(args.results), for_writing=True)
+    if (Path(args.results) / MARKER).exists():
+        ResultStore(args.results, create=False).runs()  # a damaged run.json is refused before anything is written
+    if args.address and args.executor != "local":
+        check_address(args.address)  # before the results folder exists: an unreachable cluster writes nothing
     preflight(suite, source=str(args.suite))
     store = ResultStore(args.results)
     outcomes = run_suite(suite, store, executor=args.executor, address=args.address)
@@ -145,16 +179,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     problem = missing_judge_weights(args.judge, args.judge_model)
     if problem:
         raise ConfigError(problem)
+    # Every name and the output folder are checked before any model work.
+    benchmarks = {bench: get_benchmark(bench) for bench in expand(args.benchmarks)}
     chosen = evaluation_model(args.model, args.step, tuple(args.adapter or ()))
+    out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{chosen.label}"), "--out")
     model = chosen.load()
     max_length = chosen.max_length or model.config.max_position_embeddings
     lm = ChatLM(model, load_tokenizer(chosen.tokenizer), max_length=max_length, batch_size=32, device=device())
     lm.show_progress = True
     caps = {} if args.full else scale_caps(chosen.scale)
-    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{chosen.label}")
     scores = {}
-    for bench in expand(args.benchmarks):
-        result = get_benchmark(bench).evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
+    for bench, benchmark in benchmarks.items():
+        result = benchmark.evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
         scores[bench] = result.scores
         print(f"{bench:12s} n={len(result.items):5d}  " + "  ".join(f"{k}={v:.2f}" for k, v in result.scores.items()))
         out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +228,22 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 # ---- parser -------------------------------------------------------------------------------------
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], or argparse's one-line error (exit code 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high:,}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from harness.orchestration.config import MAX_CAP, MAX_NEW_TOKENS
+
     parser = argparse.ArgumentParser(prog="erosion", description="erosion-bench: cumulative safety erosion under sequential LoRA fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -247,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", action="append",
                    help="a PEFT adapter folder applied and merged on top of --model (repeat to chain)")
     p.add_argument("--benchmarks", nargs="+", default=["all"], help="benchmark names or 'all'")
-    p.add_argument("--cap", type=int, default=None, help="at most this many items per benchmark (default: the scale's caps)")
+    p.add_argument("--cap", type=bounded_int(1, MAX_CAP), default=None, help="at most this many items per benchmark (default: the scale's caps)")
     p.add_argument("--full", action="store_true", help="evaluate full sets, ignoring the scale's caps")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--max-new-tokens", type=bounded_int(1, MAX_NEW_TOKENS), default=24)
     p.add_argument("--out", help=f"folder for per-item files (default {DEFAULT_RESULTS}/evaluate/MODEL)")
     p.add_argument("--judge", default="refusal",
                    help="judge of responses to harmful requests (HarmBench, WildGuard's harmful half): "
@@ -264,14 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_warnings() -> None:
+    """Our warnings (a damaged step file read as missing, ...) as one 'warning:' paragraph each, not
+    Python's file:line:category form."""
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_by_default()
+    _plain_warnings()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ErosionError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # The environment, not the input (disk full, permission denied): still one paragraph.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}. Fix: check that path's permissions and the free disk "
+              f"space, then rerun the same command (finished steps are kept).", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished steps are saved; rerun the same command to resume.", file=sys.stderr)
         return 130

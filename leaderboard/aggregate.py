@@ -20,6 +20,7 @@ import dataclasses
 import math
 import statistics
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,7 +333,7 @@ def summarize_run(store: ResultStore, info: RunInfo) -> RunSummary:
             if isinstance(value, (int, float)) and math.isfinite(value):
                 metrics[int(rec["step"])][f"{rec['benchmark']}/{rec['metric']}"] = float(value)
     step_times = clean(step_seconds(p) for p in payloads)
-    events = [e for p in payloads for e in p.get("events", []) if isinstance(e, dict)]
+    events = [e for p in payloads for e in listed(p.get("events")) if isinstance(e, dict)]
     # RunInfo's wall time is the whole run; an interrupted run may only have per-step times.
     wall = info.wall_time_s or (sum(step_times) if step_times else None)
     return RunSummary(
@@ -352,21 +353,71 @@ def summarize_run(store: ResultStore, info: RunInfo) -> RunSummary:
         versions=dict(info.versions),
         started_at=info.started_at or None,
         finished_at=info.finished_at,
-        fisher={i: p["fisher_spectrum"]["layers"] for i, p in enumerate(payloads) if fisher_layers(p)},
+        fisher={i: layers for i, p in enumerate(payloads) if (layers := fisher_layers(p))},
     )
 
 
 def step_seconds(payload: dict[str, Any]) -> float | None:
     """A step's wall time: ``wall_time_s`` where written, else its training plus evaluation seconds."""
-    if isinstance(payload.get("wall_time_s"), (int, float)):
-        return float(payload["wall_time_s"])
-    parts = [payload[k] for k in ("train_seconds", "eval_seconds") if isinstance(payload.get(k), (int, float))]
+    if (total := number_or_none(payload.get("wall_time_s"))) is not None:
+        return total
+    parts = [v for k in ("train_seconds", "eval_seconds") if (v := number_or_none(payload.get(k))) is not None]
     return float(sum(parts)) if parts else None
 
 
-def fisher_layers(payload: dict[str, Any]) -> bool:
+def fisher_layers(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A step's Fisher spectrum per layer, keeping only well-formed entries: the file may come from
+    another machine or version, and a malformed entry must not take the whole leaderboard down."""
     spectrum = payload.get("fisher_spectrum")
-    return isinstance(spectrum, dict) and isinstance(spectrum.get("layers"), dict)
+    layers = spectrum.get("layers") if isinstance(spectrum, dict) else None
+    if not isinstance(layers, dict):
+        return {}
+    out = {}
+    for layer, spec in layers.items():
+        if not isinstance(spec, dict):
+            continue
+        entry: dict[str, Any] = {key: number_or_none(spec.get(key)) for key in ("k90_safety", "k90_random")}
+        for kind in ("safety", "random"):
+            entry[f"eigenvalues_{kind}"] = [v for v in listed(spec.get(f"eigenvalues_{kind}")) if number_or_none(v) is not None]
+        out[str(layer)] = entry
+    return out
+
+
+def listed(value: Any) -> list[Any]:
+    """``value`` if it is a list, else an empty list (a field of the wrong type reads as absent)."""
+    return value if isinstance(value, list) else []
+
+
+def number_or_none(value: Any) -> float | None:
+    """A finite number as float; anything else (a string, a boolean, NaN) as None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def finite_only(value: Any) -> Any:
+    """A copy of a JSON value with NaN and infinities replaced by None (they are not valid JSON out)."""
+    if isinstance(value, dict):
+        return {str(k): finite_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_only(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def model_reports(store: ResultStore) -> dict[str, dict[str, Any]]:
+    """Starting-model reports that are mappings, with their checks reduced to mappings."""
+    out = {}
+    for name, report in store.model_reports().items():
+        if not isinstance(report, dict):
+            warnings.warn(f"{store.root / 'models' / (name + '.json')}: holds a {type(report).__name__}, not a "
+                          f"model report; left out. Fix: delete it (the next `erosion run` writes it again).")
+            continue
+        report = finite_only(report)
+        report["checks"] = [c for c in listed(report.get("checks")) if isinstance(c, dict)]
+        out[name] = report
+    return out
 
 
 # --- main tables -------------------------------------------------------------------------------
@@ -698,9 +749,9 @@ def build_board(results_dir: str | Path) -> Board:
     return Board(
         root=store.root,
         generated_at=time.time(),
-        created_at=marker.get("created"),
+        created_at=number_or_none(marker.get("created")),
         runs=runs,
-        reports=store.model_reports(),
+        reports=model_reports(store),
         main=main,
         orderings=ordering_rows(current),
         horizons=horizon_rows(current),

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.core.store import atomic_write_text
+import matplotlib
+
+from harness.core.errors import StoreError
+from harness.core.store import atomic_write_text, unwritable_reason
 from leaderboard import html
 from leaderboard.aggregate import Board, build_board
 from leaderboard.artifacts import Plot
@@ -35,7 +38,10 @@ def render(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
     """Write Markdown, CSV, JSON, HTML and PNG plots; return {"markdown"|"csv"|"json"|"html"|"plot:<name>": path}."""
     board = build_board(results_dir)
     out = Path(out_dir) if out_dir is not None else board.root / OUT_SUBDIR
-    plots = write_plots(board, out / "plots")
+    check_out_dir(out, given=out_dir is not None)
+    # Names come from result files (possibly another machine's): "$" in a method name is text, not mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        plots = write_plots(board, out / "plots")
     full = sections(board, plots)
     relative = {plot.name: plot.path.relative_to(out).as_posix() for plot in plots}
     paths = {
@@ -50,6 +56,14 @@ def render(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
     atomic_write_text(paths["json"], json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n")
     atomic_write_text(paths["html"], html.page(board, full))
     return paths | {f"plot:{plot.name}": plot.path for plot in plots}
+
+
+def check_out_dir(out: Path, given: bool) -> None:
+    """Refuse, before writing anything, an output folder that is a file or cannot be written."""
+    reason = unwritable_reason(out)
+    if reason:
+        fix = "pass another folder with --out" if given else "pass a writable folder with --out (the results folder itself may stay read-only)"
+        raise StoreError(f"Leaderboard output folder {out}: {reason}. Fix: {fix}.")
 
 
 def terminal_table(results_dir: str | Path) -> str:

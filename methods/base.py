@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
 
 class MethodConfig(BaseModel):
-    """Typed knobs of a method; subclasses add fields. Unknown keys are errors."""
+    """Typed knobs of a method; subclasses add fields. Unknown keys, NaN and infinities are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass

@@ -255,6 +255,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def json_problem(err: json.JSONDecodeError) -> str:
+    """The decoder's complaint with its column ("Invalid control character at" alone ends mid-sentence)."""
+    return f"{err.msg.removesuffix(' at')} at column {err.colno}"
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     with open(path, encoding="utf-8") as handle:
@@ -264,7 +269,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {number} is not valid JSON ({err.msg}). Fix: re-run `erosion prefetch --force`.") from None
+                raise DataError(f"{path}: line {number} is not valid JSON ({json_problem(err)}). Fix: re-run `erosion prefetch --force`.") from None
     return rows
 
 
@@ -272,7 +277,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}). Fix: re-run `erosion prefetch --force`.") from None
+        raise DataError(f"{path}: not valid JSON ({json_problem(err)} at line {err.lineno}). Fix: re-run `erosion prefetch --force`.") from None
 
 
 def read_csv(path: Path, required: Iterable[str] = (), delimiter: str = ",", header: list[str] | None = None) -> list[dict[str, str]]:

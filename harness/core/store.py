@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -83,9 +84,12 @@ def read_json(path: Path) -> Any | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as err:
         warnings.warn(f"{path}: unreadable result file ({err}); it will be treated as missing and redone.")
         return None
+    except OSError as err:
+        raise StoreError(f"{path}: cannot be read ({err.strerror}). Fix: give this user read access "
+                         f"(chmod -R u+r on the results folder) or copy the folder somewhere readable.") from None
 
 
 @dataclass
@@ -148,6 +152,72 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+# What each run.json field must hold; a field a newer writer adds is ignored (same schema).
+RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "model": (str,), "scale": (str,), "method": (str,), "ordering": (list,), "seed": (int,),
+    "config_hash": (str,), "status": (str,), "error": (str, type(None)), "started_at": (int, float),
+    "finished_at": (int, float, type(None)), "wall_time_s": (int, float), "versions": (dict,), "config": (dict,),
+}
+REQUIRED_RUN_FIELDS = ("run_id", "model", "scale", "method", "ordering", "seed", "config_hash")
+
+
+def damaged(path: Path, problem: str) -> StoreError:
+    """The one message for a result file that parses but does not hold what erosion-bench writes."""
+    return StoreError(
+        f"{path}: {problem}; this file was not written by this version of erosion-bench or was damaged. "
+        f"Fix: copy it again from the machine that wrote it, or delete its run folder ({path.parent}) "
+        f"so that `erosion run` redoes that run."
+    )
+
+
+def run_info_from_json(payload: Any, path: Path) -> RunInfo:
+    """A run.json's RunInfo, checked field by field (a wrong type is an error naming the key)."""
+    if not isinstance(payload, dict):
+        raise damaged(path, f"holds a {type(payload).__name__}, not the mapping of a run")
+    missing = [key for key in REQUIRED_RUN_FIELDS if key not in payload]
+    if missing:
+        raise damaged(path, f"key {missing[0]!r} is missing")
+    for key, types in RUN_FIELD_TYPES.items():
+        value = payload.get(key)
+        if key not in payload:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise damaged(path, f"key {key!r} = {repr(value)[:60]} should be {' or '.join(t.__name__ for t in types)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise damaged(path, f"key {key!r} = {value} is not a finite number")
+    if payload.get("status", "running") not in RUN_STATUSES:
+        raise damaged(path, f"key 'status' = {payload['status']!r} is not one of {', '.join(RUN_STATUSES)}")
+    if not payload["ordering"] or not all(isinstance(d, str) for d in payload["ordering"]):
+        raise damaged(path, "key 'ordering' should be a non-empty list of domain names")
+    if not all(isinstance(v, str) for v in payload.get("versions", {}).values()):
+        raise damaged(path, "key 'versions' should map library names to version strings")
+    return RunInfo(**{key: value for key, value in payload.items() if key in RUN_FIELD_TYPES})
+
+
+RECORD_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,), "benchmark": (str,), "metric": (str,), "value": (int, float, type(None)),
+}
+
+
+def step_problem(payload: Any) -> str | None:
+    """What makes a parsed step file unusable (not a mapping, no records list, a malformed record), or None."""
+    if not isinstance(payload, dict):
+        return f"holds a {type(payload).__name__}, not the mapping of a step"
+    records = payload.get("records")
+    if not isinstance(records, list):
+        return "key 'records' is missing or not a list"
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            return f"records[{index}] is a {type(record).__name__}, not a record"
+        for key, types in RECORD_FIELD_TYPES.items():
+            value = record.get(key)
+            if key not in record:
+                return f"records[{index}] has no key {key!r}"
+            if isinstance(value, bool) or not isinstance(value, types):
+                return f"records[{index}].{key} = {repr(value)[:60]} should be {' or '.join(t.__name__ for t in types)}"
+    return None
+
+
 def ordering_label(domains: list[str]) -> str:
     return ">".join(domains)
 
@@ -157,32 +227,99 @@ def make_run_id(model: str, method: str, domains: list[str], seed: int, config_h
     return f"{model}__{method}__{'-'.join(domains)}__s{seed}__{config_hash[:8]}"
 
 
+def unwritable_reason(path: Path) -> str | None:
+    """Why no folder ``path`` could be made or written (its nearest existing ancestor is a file or
+    read-only), or None. Tested with an unnamed temporary file, so nothing appears anywhere."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"{existing} cannot be written ({err.strerror or err})"
+    return None
+
+
+def cannot_write(folder: Path, reason: str) -> StoreError:
+    return StoreError(
+        f"Results directory {folder}: {reason}. Fix: pass a writable folder with --results (or make this one "
+        f"writable: chmod u+w); a results folder copied from another machine can be read with "
+        f"`erosion leaderboard FOLDER --out WRITABLE_FOLDER`."
+    )
+
+
+def check_results_location(root: Path) -> None:
+    """Refuse, before anything is created, a results folder that cannot be made or written."""
+    reason = unwritable_reason(root)
+    if reason:
+        raise cannot_write(root, reason)
+
+
+def check_schema(marker: Path) -> None:
+    """A results folder of another schema is refused rather than misread."""
+    payload = read_json(marker)
+    schema = payload.get("schema") if isinstance(payload, dict) else None
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise StoreError(f"{marker}: key 'schema' is missing or not an integer ({repr(payload)[:60]}). Fix: if "
+                         f"erosion-bench wrote this folder, restore the marker as {{\"schema\": {SCHEMA_VERSION}}}; "
+                         f"otherwise use another folder.")
+    if schema != SCHEMA_VERSION:
+        newer = schema > SCHEMA_VERSION
+        raise StoreError(
+            f"{marker}: key 'schema' = {schema}, but this erosion-bench reads schema {SCHEMA_VERSION} only. Fix: "
+            + ("upgrade erosion-bench to the version that wrote it." if newer else
+               "read it with the older erosion-bench that wrote it, or rerun its suite into a new folder.")
+        )
+
+
+def check_results_folder(root: Path, for_writing: bool) -> None:
+    """Everything that makes ``root`` unusable as a results folder, found without writing anything."""
+    if not root.exists():
+        if not for_writing:
+            raise StoreError(
+                f"Results directory {root} does not exist. Fix: pass the folder that "
+                f"`erosion run` wrote (default: results/), or run a suite first."
+            )
+        check_results_location(root)
+        return
+    if not root.is_dir():
+        raise StoreError(f"{root} is a file, not a results directory. Fix: pass a folder.")
+    marker = root / MARKER
+    if marker.exists():
+        check_schema(marker)
+    else:
+        # The marker may appear meanwhile: a run started together with this one made the folder.
+        foreign = [p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != MARKER]
+        if foreign:
+            raise StoreError(
+                f"{root} holds files that erosion-bench did not write ({', '.join(sorted(foreign)[:5])}) "
+                f"and no {MARKER} marker. Fix: choose an empty or new folder with --results."
+            )
+        if not for_writing:
+            raise StoreError(f"{root} is empty: no results yet. Fix: run a suite into it first.")
+    if (root / "runs").exists() and not (root / "runs").is_dir():
+        raise StoreError(f"{root / 'runs'} is a file, not the folder of runs. Fix: move it away; "
+                         f"erosion-bench keeps one folder per run there.")
+    if for_writing:
+        check_results_location(root)
+
+
 class ResultStore:
     """A results folder. Creating one on a folder holding foreign files is refused."""
 
     def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
         self.root = Path(root)
-        marker = self.root / MARKER
-        if not self.root.exists():
-            if not create:
-                raise StoreError(
-                    f"Results directory {self.root} does not exist. Fix: pass the folder that "
-                    f"`erosion run` wrote (default: results/), or run a suite first."
-                )
-            self.root.mkdir(parents=True, exist_ok=True)  # another run may create it between check and mkdir
-        if not self.root.is_dir():
-            raise StoreError(f"{self.root} is a file, not a results directory. Fix: pass a folder.")
-        if not marker.exists():
-            # The marker may appear meanwhile: a run started together with this one made the folder.
-            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.name != MARKER]
-            if foreign:
-                raise StoreError(
-                    f"{self.root} holds files that erosion-bench did not write ({', '.join(sorted(foreign)[:5])}) "
-                    f"and no {MARKER} marker. Fix: choose an empty or new folder with --results."
-                )
-            if not create:
-                raise StoreError(f"{self.root} is empty: no results yet. Fix: run a suite into it first.")
-            atomic_write_json(marker, {"schema": SCHEMA_VERSION, "created": time.time()})
+        check_results_folder(self.root, for_writing=create)
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)  # another run may create it between check and mkdir
+            except OSError as err:
+                raise cannot_write(self.root, err.strerror or str(err)) from None
+            if not (self.root / MARKER).exists():
+                atomic_write_json(self.root / MARKER, {"schema": SCHEMA_VERSION, "created": time.time()})
 
     # --- paths -------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -203,8 +340,9 @@ class ResultStore:
         atomic_write_json(self.run_dir(info.run_id) / "run.json", asdict(info))
 
     def read_run(self, run_id: str) -> RunInfo | None:
-        payload = read_json(self.run_dir(run_id) / "run.json")
-        return RunInfo(**payload) if payload else None
+        path = self.run_dir(run_id) / "run.json"
+        payload = read_json(path)
+        return None if payload is None else run_info_from_json(payload, path)
 
     def run_ids(self) -> list[str]:
         runs = self.root / "runs"
@@ -237,9 +375,13 @@ class ResultStore:
         atomic_write_json(self.step_path(run_id, step), payload)
 
     def read_step(self, run_id: str, step: int) -> dict[str, Any] | None:
-        payload = read_json(self.step_path(run_id, step))
-        if payload is not None and not isinstance(payload.get("records"), list):
-            warnings.warn(f"{self.step_path(run_id, step)}: no records list; treated as missing.")
+        path = self.step_path(run_id, step)
+        payload = read_json(path)
+        problem = None if payload is None else step_problem(payload)
+        if problem:
+            warnings.warn(f"{path}: {problem}; the step is treated as missing (the leaderboard shows it so, and "
+                          f"`erosion run` redoes it). Fix: copy the file again from the machine that wrote it, "
+                          f"or rerun the suite.")
             return None
         return payload
 

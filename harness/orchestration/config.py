@@ -11,32 +11,43 @@ Every error names the file, the key and the fix, and is raised as :class:`Config
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from harness.core.errors import ConfigError
 from harness.core.hashing import stable_hash
-from harness.core.settings import EvalSettings, Strict, TrainSettings
+from harness.core.settings import EvalSettings, Int, Real, Seed, Strict, TrainSettings
 
 SEQUENCES_DIR = Path(__file__).resolve().parents[2] / "sequences"
 PRESETS_DIR = SEQUENCES_DIR / "presets"  # fragments to include (scale settings), not suites
+# Sane upper bounds of a suite (docs/reliability.md; those of the settings: harness/core/settings.py).
+MAX_THREADS = 256
+MAX_GPUS = 64
+MAX_RETRIES = 10
+MAX_JOBS = 10_000  # methods x orderings x seeds
+MAX_SUITE_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000  # after expanding aliases: an alias bomb is refused, not expanded
+
+
 class SuiteConfig(Strict):
-    name: str
+    name: str = Field(min_length=1)
     model: str = "micro"
     domains: list[str]
     orderings: Literal["given", "all"] = "given"
     methods: list[str] = Field(default_factory=lambda: ["standard_lora"])
     method_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0])
     benchmarks: list[str] = Field(default_factory=lambda: ["harmbench", "truthfulqa", "bbq"])
     training: TrainSettings = TrainSettings()
     eval: EvalSettings = EvalSettings()
-    threads_per_run: int = Field(1, gt=0)
-    num_gpus_per_run: float = Field(1.0, ge=0)
-    max_retries: int = Field(1, ge=0)
+    threads_per_run: Int = Field(1, gt=0, le=MAX_THREADS)
+    num_gpus_per_run: Real = Field(1.0, ge=0, le=MAX_GPUS)
+    max_retries: Int = Field(1, ge=0, le=MAX_RETRIES)
     keep_models: bool = Field(False, description="also keep the full model after the last domain (adapters are always kept)")
 
     @field_validator("domains", "methods", "seeds", "benchmarks")
@@ -47,6 +58,18 @@ class SuiteConfig(Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"has duplicates: {value}")
         return value
+
+    @model_validator(mode="after")
+    def _bounded_job_graph(self) -> "SuiteConfig":
+        orderings = math.factorial(len(self.domains)) if self.orderings == "all" else 1
+        jobs = len(self.methods) * orderings * len(self.seeds)
+        if jobs > MAX_JOBS:
+            raise ValueError(
+                f"the suite has {jobs:,} runs ({len(self.methods)} methods x {orderings:,} orderings x "
+                f"{len(self.seeds)} seeds), more than {MAX_JOBS:,}. Fix: use fewer domains with 'orderings: all', "
+                f"or fewer methods or seeds"
+            )
+        return self
 
     def domain_orderings(self) -> list[list[str]]:
         if self.orderings == "all":
@@ -81,27 +104,125 @@ def _resolve_include(name: str, relative_to: Path) -> Path:
     )
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice."""
+
+
+class _SuiteLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` with two fixes for hand-written suites: a key given twice is an error
+    (PyYAML keeps the last silently), and ``2e-4`` is a number (YAML 1.1 reads it as a string)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' merges keys that the mapping may then override
+            key = self.construct_object(key_node, deep=True)
+            try:
+                earlier = first_seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader reports it with its position
+            if earlier is not None:
+                raise DuplicateKeyError(
+                    None, None,
+                    f"key {key!r} is given twice (first at line {earlier.line + 1}); YAML would keep only "
+                    f"the last one", key_node.start_mark)
+            first_seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_SuiteLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+_OPENERS = {"[": "'['", "{": "'{'", '"': "double quote", "'": "single quote"}
+
+
+def _position(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _describe_yaml_error(err: yaml.YAMLError, text: str) -> str:
+    """Where the mistake is, pointing at the bracket or quote that is never closed when that is it."""
+    if isinstance(err, yaml.reader.ReaderError):
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        return (f"at line {line}, column {column}: character #x{code:02x} is a control character that YAML "
+                f"does not allow. Fix: delete it (inside double quotes, write it as an escape such as \\t)")
+    problem_mark = getattr(err, "problem_mark", None)
+    context_mark = getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if isinstance(err, DuplicateKeyError):
+        return f"at {_position(problem_mark)}: {problem}. Fix: delete one of the two (or merge their values)"
+    if problem.startswith("could not determine a constructor"):
+        return (f"at {_position(problem_mark)}: {problem}. Fix: remove the tag; a suite holds plain values "
+                f"(numbers, strings, lists and mappings)")
+    opener = text[context_mark.index] if context_mark is not None and context_mark.index < len(text) else ""
+    if opener in _OPENERS and problem_mark is not None:
+        return (f"at {_position(context_mark)}: the {_OPENERS[opener]} opened here is never closed "
+                f"({problem} at {_position(problem_mark)}). Fix: close it, or quote a value that contains "
+                f"one of [ ] {{ }} , : #")
+    where = f"at {_position(problem_mark)}" if problem_mark is not None else "(position unknown)"
+    context = f" ({err.context} that starts at {_position(context_mark)})" if getattr(err, "context", None) and context_mark else ""
+    return (f"{where}: {problem}{context}. Fix: check indentation and that every 'key: value' pair is on its own "
+            f"line (a YAML linter shows the exact spot)")
+
+
+def _expanded_size(data: Any) -> int:
+    """Nodes of ``data`` with every alias expanded, counted without expanding (stops past the cap)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                break
+        sizes[id(node)] = total
+        return total
+
+    return size(data)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse one YAML document of a suite (a file or a ``--set`` value); ``source`` names it in errors."""
+    try:
+        data = yaml.load(text, Loader=_SuiteLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: malformed YAML {_describe_yaml_error(err, text)}.") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: malformed YAML: nested more deeply than Python can read. Fix: flatten the nesting.") from None
+    if _expanded_size(data) > MAX_YAML_NODES:
+        raise ConfigError(
+            f"{source}: more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded. "
+            f"Fix: write the values out; a suite needs a few hundred at most.")
+    return data
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
+        if path.is_file() and path.stat().st_size > MAX_SUITE_BYTES:
+            raise ConfigError(
+                f"{path}: {path.stat().st_size:,} bytes, more than a suite file's {MAX_SUITE_BYTES:,}. "
+                f"Fix: pass the suite YAML, not a data file.")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"Suite file {path} does not exist. Fix: check the path (shipped suites are in sequences/).") from None
-    except (IsADirectoryError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot be read as a YAML text file ({err}). Fix: pass a .yaml file.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(
-            f"{path}: malformed YAML{where}: {problem}. Fix: check indentation and that every "
-            f"'key: value' pair is on its own line (a YAML linter shows the exact spot)."
-        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"{path}: cannot be read as a YAML text file ({reason}). Fix: pass a readable UTF-8 .yaml file.") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys (name:, domains:, ...), got {type(data).__name__}.")
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (name:, domains:, ...), got {type(data).__name__}. "
+                          f"Fix: write one 'key: value' per line (see sequences/micro.yaml).")
     return data
 
 
@@ -114,27 +235,63 @@ def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     includes = data.pop("include", [])
     if isinstance(includes, str):
         includes = [includes]
-    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ConfigError(f"{path}: key 'include' must be a file/preset name or a list of them.")
+    if not isinstance(includes, list) or not all(isinstance(i, str) and i for i in includes):
+        raise ConfigError(f"{path}: key 'include' = {_short(includes)} must be a file/preset name or a list of them. "
+                          f"Fix: e.g. 'include: scale-micro'.")
     merged: dict[str, Any] = {}
     for name in includes:
         merged = deep_merge(merged, load_raw(_resolve_include(name, path), _seen + (path,)))
     return deep_merge(merged, data)
 
 
-def _explain(path: Path, err: ValidationError) -> ConfigError:
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters: a message quotes a value, never a whole list of them."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Origin:
+    """Which input a key came from: a ``--set`` override, or the suite file (with its includes)."""
+
+    def __init__(self, path: Path, overrides: dict[str, Any] | None) -> None:
+        self.path = path
+        self.overridden = list(_leaf_keys(overrides or {}))
+
+    def of(self, key: str) -> str:
+        parts = tuple(key.split(".")) if key else ()
+        for keys in self.overridden:
+            if parts[: len(keys)] == keys:
+                return f"--set {'.'.join(keys)} (on {self.path})"
+        return str(self.path)
+
+
+def _leaf_keys(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        path = prefix + (str(key),)
+        keys += _leaf_keys(value, path) if isinstance(value, dict) and value else [path]
+    return keys
+
+
+def _explain(origin: Origin, err: ValidationError) -> ConfigError:
+    """One paragraph for the first problem pydantic found (naming its source and key), the rest after it."""
     lines = []
     for problem in err.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in problem["loc"])
+        where = origin.of(key)
+        shown = key or "(top level)"
         if problem["type"] == "extra_forbidden":
             valid = _valid_keys_at(problem["loc"][:-1])
-            lines.append(f"unknown key '{key}'. Fix: remove it or use one of: {', '.join(valid)}")
+            fix = f"remove it or use one of: {', '.join(valid)}" if valid else "remove it"
+            lines.append(f"{where}: unknown key '{shown}'. Fix: {fix}")
         elif problem["type"] == "missing":
-            lines.append(f"key '{key}' is required. Fix: add it")
+            lines.append(f"{where}: key '{shown}' is required. Fix: add it")
+        elif not key:  # a rule over the whole suite: its message carries the fix
+            lines.append(f"{where}: {problem['msg'].removeprefix('Value error, ')}")
         else:
-            value = problem.get("input")
-            lines.append(f"key '{key}' = {value!r}: {problem['msg']}. Fix: change the value")
-    return ConfigError(f"{path}: " + "; ".join(lines) + ".")
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: key '{shown}' = {_short(problem.get('input'))}: {message}. Fix: change the value")
+    return ConfigError("; ".join(lines) + ".")
 
 
 def _valid_keys_at(loc: tuple[Any, ...]) -> list[str]:
@@ -151,16 +308,17 @@ def _valid_keys_at(loc: tuple[Any, ...]) -> list[str]:
 def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> SuiteConfig:
     """Load, merge includes, apply overrides, validate names against the registries."""
     path = Path(path)
+    origin = Origin(path, overrides)
     raw = deep_merge(load_raw(path), overrides or {})
     try:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as err:
-        raise _explain(path, err) from None
-    validate_names(suite, path)
+        raise _explain(origin, err) from None
+    validate_names(suite, origin)
     return suite
 
 
-def validate_names(suite: SuiteConfig, path: Path) -> None:
+def validate_names(suite: SuiteConfig, origin: Origin | Path) -> None:
     """Unknown method/benchmark/domain/model names fail at load time, not hours into a run."""
     from benchmarks import BENCHMARKS
     from benchmarks.judges import JUDGES
@@ -168,21 +326,26 @@ def validate_names(suite: SuiteConfig, path: Path) -> None:
     from harness.orchestration.presets import PRESETS
     from methods import resolve_method
 
+    origin = origin if isinstance(origin, Origin) else Origin(origin, None)
+
     def check(kind: str, key: str, names: list[str], known: dict[str, Any]) -> None:
         for name in names:
             if name not in known:
                 raise ConfigError(
-                    f"{path}: key '{key}' names unknown {kind} {name!r}. "
+                    f"{origin.of(key)}: key '{key}' names unknown {kind} {name!r}. "
                     f"Fix: use one of: {', '.join(sorted(known))}."
                 )
 
     check("model preset", "model", [suite.model], PRESETS)
     check("domain", "domains", suite.domains, DOMAINS)
     check("benchmark", "benchmarks", suite.benchmarks, BENCHMARKS)
+    for name in suite.eval.caps:
+        check("benchmark", f"eval.caps.{name}", [name], BENCHMARKS)
     check("judge", "eval.judge", [suite.eval.judge], JUDGES)
     for name in suite.methods:
-        resolve_method(name, where=f"{path}: key 'methods'")
+        resolve_method(name, where=f"{origin.of('methods')}: key 'methods'")
     for name, fields in suite.method_configs.items():
+        where = origin.of(f"method_configs.{name}")
         if name not in suite.methods:
-            raise ConfigError(f"{path}: key 'method_configs.{name}' configures a method that is not in 'methods'. Fix: add it to methods or remove the block.")
-        resolve_method(name, where=f"{path}").make_config(fields, where=f"{path}: key 'method_configs.{name}'")
+            raise ConfigError(f"{where}: key 'method_configs.{name}' configures a method that is not in 'methods'. Fix: add it to methods or remove the block.")
+        resolve_method(name, where=where).make_config(fields, where=f"{where}: key 'method_configs.{name}'")

@@ -9,6 +9,8 @@ failed or missing runs.
 """
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from harness.orchestration.config import SuiteConfig
+from harness.core.errors import ConfigError
 from harness.orchestration.presets import PRESETS
 from harness.core.models import ModelHandle
 from harness.core.store import ResultStore, RunInfo, make_run_id
@@ -142,6 +145,32 @@ def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: Res
     finally:
         if owns_cluster:
             ray.shutdown()
+
+
+ADDRESS_TIMEOUT_S = 5.0  # a reachable head answers a TCP connect in milliseconds
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds, before anything is written, when no Ray cluster listens at ``address``
+    (``ray.init`` itself retries for minutes). ``RAY_ADDRESS`` overrides it, as in Ray; ``auto``
+    and ``local`` are left to Ray (it searches this machine and fails fast, or starts a cluster)."""
+    effective = os.environ.get("RAY_ADDRESS") or address
+    if effective in ("auto", "local"):  # Ray's own: search this machine / start a new local cluster
+        return
+    source = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "--address"
+    host, sep, port = effective.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"{source} {effective!r}: expected ray://HOST:PORT (Ray client), HOST:PORT (the head's GCS "
+                          f"port, 6379 by default), auto or local. Fix: pass the address `ray start --head` printed.")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(
+            f"{source} {effective!r}: no Ray cluster answers at {host}:{port} ({err.strerror or err}). Fix: start one "
+            f"(`ray start --head`) and pass the address it prints, or leave out --address to run on this machine. "
+            f"Nothing was written."
+        ) from None
 
 
 def prepare_model(suite: SuiteConfig) -> ModelHandle:
