@@ -143,10 +143,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from harness.rescore import rescore
+    from benchmarks.judges import check_judge_name, get_judge, missing_judge_weights
+    from harness.rescore import rejudged_folder, rescore
 
-    count = rescore(Path(args.results))
-    print(f"rescored {count} step file(s) in {args.results} from their saved per-item outputs")
+    if args.judge is None:
+        count = rescore(Path(args.results))
+        print(f"rescored {count} step file(s) in {args.results} from their saved per-item outputs (old ones in runs/*/backup/)")
+        return 0
+    check_judge_name(args.judge)
+    problem = missing_judge_weights(args.judge, args.judge_model)
+    if problem:
+        raise ConfigError(problem)
+    out = Path(args.out) if args.out else rejudged_folder(Path(args.results), args.judge)
+    count = rescore(Path(args.results), get_judge(args.judge, args.judge_model), out)
+    print(f"re-judged {count} step file(s) of {args.results} with judge {args.judge} and the degenerate detector; "
+          f"new records in {out} (the originals are untouched; `erosion leaderboard {out}` renders them)")
     return 0
 
 
@@ -216,8 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "refusal (default, keyword), harmbench-cls or llama-guard (classifier weights needed)")
     p.add_argument("--judge-model", help="local folder (or cached hub id) with a classifier judge's weights")
 
-    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed).")
+    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed); "
+            "with --judge, re-judge every saved generation into a new results folder beside the old one.")
     p.add_argument("results", nargs="?", default=DEFAULT_RESULTS)
+    p.add_argument("--judge", help="re-judge stored generations with this judge (refusal, harmbench-cls, llama-guard) and the "
+                                   "degenerate detector; writes RESULTS/rejudged/NAME/ (or --out), never over the originals")
+    p.add_argument("--judge-model", help="local folder (or cached hub id) with a classifier judge's weights")
+    p.add_argument("--out", help="folder for the re-judged results (default RESULTS/rejudged/JUDGE)")
 
     add("methods", cmd_methods, "List the registered methods with their config fields.")
     add("benchmarks", cmd_benchmarks, "List the registered benchmarks.")
