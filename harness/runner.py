@@ -20,6 +20,7 @@ import torch
 from benchmarks import get_benchmark
 from benchmarks.base import BenchmarkResult
 from benchmarks.composite import composites
+from benchmarks.fingerprint import benchmark_fingerprint
 from benchmarks.judges import Judge, get_judge
 from benchmarks.lm import ChatLM
 from harness.config import SuiteConfig, stable_hash
@@ -110,7 +111,7 @@ class Run:
         share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
         scores, n_items, reused = {}, {}, []
         for name in self.suite.benchmarks:
-            key = self.starting_key(name) if share else None
+            key = self.starting_key(name, getattr(tokenizer, "chat_template", None)) if share else None
             result = self.starting_result(key) if key else None
             if result is None:
                 result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
@@ -127,12 +128,13 @@ class Run:
                   "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
         self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall), extras)
 
-    def starting_key(self, benchmark: str) -> str:
-        """What a starting-model score depends on: the weights, the benchmark and how it is run."""
+    def starting_key(self, benchmark: str, chat_template: str | None) -> str:
+        """What a starting-model score depends on: the weights, the benchmark's code and data files,
+        the prompt format (chat template), the judge, and how it is run."""
         settings = self.suite.eval
         return f"{self.handle.name}-{benchmark}-" + stable_hash({
             "weights": str(self.handle.chat), "tokenizer": str(self.handle.tokenizer), "max_length": self.handle.max_length,
-            "benchmark": benchmark, "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
+            "benchmark": benchmark, "fingerprint": benchmark_fingerprint(benchmark), "chat_template": chat_template, "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
             "batch_size": settings.batch_size, "judge": settings.judge, "judge_model": settings.judge_model,
             "threads": self.suite.threads_per_run, "versions": self.versions,
         })

@@ -178,3 +178,31 @@ def test_cli_rescore_with_a_judge(results, capsys):
     assert "rejudged/refusal" in capsys.readouterr().out
     assert main(["rescore", str(results.root), "--judge", "nonsense"]) == 2
     assert "Unknown judge 'nonsense'" in capsys.readouterr().err
+
+
+# ---- the shared starting-model evaluation is keyed on code, prompt format, data and judge -------
+def test_starting_key_follows_code_prompt_format_data_and_judge(tiny_suite, tiny_world, data_dir, tmp_path, monkeypatch):
+    import shutil
+    import sys
+
+    from benchmarks.fingerprint import code_modules
+    from harness.runner import Run
+
+    modules = {m.__name__ for m in code_modules(sys.modules["benchmarks.harmbench"])}
+    assert {"benchmarks.harmbench", "benchmarks.judges", "benchmarks.degenerate", "benchmarks.lm"} <= modules
+    assert "harness.domains" in {m.__name__ for m in code_modules(sys.modules["benchmarks.medqa"])}  # its prompt format
+
+    run = Run(tiny_suite, tiny_world, "standard_lora", tiny_suite.domains, 0, ResultStore(tmp_path / "r"))
+    key = run.starting_key("xstest", "{{ template }}")
+    assert run.starting_key("xstest", "{{ template }}") == key
+    assert run.starting_key("xstest", "{{ another template }}") != key
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir / "xstest", copy / "xstest")
+    monkeypatch.setenv("EROSION_DATA", str(copy))
+    assert run.starting_key("xstest", "{{ template }}") == key  # same bytes elsewhere: same key
+    csv = copy / "xstest" / "xstest_prompts.csv"
+    csv.write_text(csv.read_text() + "\n")
+    assert run.starting_key("xstest", "{{ template }}") != key
+    judged = run.starting_key("harmbench", "{{ template }}")
+    run.suite = tiny_suite.model_copy(update={"eval": tiny_suite.eval.model_copy(update={"judge": "llama-guard"})})
+    assert run.starting_key("harmbench", "{{ template }}") != judged
