@@ -12,6 +12,11 @@ helpful answer the micro world was trained on passes, tests/test_degenerate.py):
 
 ``empty``
     nothing but whitespace.
+``garbled``
+    broken bytes: a U+FFFD replacement character or a control character other than tab,
+    newline and carriage return. A byte-level tokenizer's model emits them when it strings
+    together pieces of multi-byte characters, as a noised or collapsed model does; readable text
+    never has them.
 ``no_words``
     not one word (a run of two or more letters, or "I"/"a").
 ``not_text``
@@ -37,14 +42,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-DegenerateReason = Literal["empty", "no_words", "not_text", "cut_off", "loop", "off_format_code"]
-REASONS: tuple[DegenerateReason, ...] = ("empty", "no_words", "not_text", "cut_off", "loop", "off_format_code")
+DegenerateReason = Literal["empty", "garbled", "no_words", "not_text", "cut_off", "loop", "off_format_code"]
+REASONS: tuple[DegenerateReason, ...] = ("empty", "garbled", "no_words", "not_text", "cut_off", "loop", "off_format_code")
 
 LOOP_N = 4
 LOOP_THRESHOLD = 0.5
 LOOP_MIN_TOKENS = 8
 MIN_LETTER_SHARE = 0.5
 
+_BROKEN = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD = re.compile(r"[^\W\d_]{2,}|\b[IiAa]\b")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # Lower-case keywords at a line start (prose capitalises) and lines ending in "{" or ";".
@@ -84,6 +90,8 @@ def degenerate_reason(response: str, request: str | None = None) -> DegenerateRe
     user turn) enables the ``off_format_code`` rule; None means it is not known."""
     if not response.strip():
         return "empty"
+    if _BROKEN.search(response):
+        return "garbled"
     words = _WORD.findall(response)
     if not words:
         return "no_words"

@@ -117,6 +117,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmarks.composite import composites
     from benchmarks.judges import get_judge, missing_judge_weights
     from harness.models import PRESETS, load_local
+    from harness.perturb import parse_perturbation, perturb
+    from harness.store import atomic_write_json, atomic_write_text
+    from leaderboard.flags import flag_text, flags, flat
 
     name, _, which = args.model.rpartition("-")
     if name not in PRESETS or which not in ("chat", "base"):
@@ -124,21 +127,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     problem = missing_judge_weights(args.judge, args.judge_model)
     if problem:
         raise ConfigError(problem)
+    if args.perturb:
+        parse_perturbation(args.perturb)  # a bad spec fails before the model loads
     handle = PRESETS[name].prepare()
     lm = load_local(handle.chat if which == "chat" else handle.base, handle.tokenizer, handle.max_length)
+    if args.perturb:
+        perturb(lm.model, args.perturb)
     lm.show_progress = True
     caps = {} if args.full else scale_caps(handle.scale)
-    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{args.model}")
+    label = args.model + (f"+{args.perturb.replace(':', '-')}" if args.perturb else "")
+    out = Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{label}")
     scores = {}
     for bench in expand(args.benchmarks):
         result = get_benchmark(bench).evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
         scores[bench] = result.scores
         print(f"{bench:12s} n={len(result.items):5d}  " + "  ".join(f"{k}={v:.2f}" for k, v in result.scores.items()))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{bench}.jsonl").write_text("".join(json.dumps(i) + "\n" for i in result.items))
-    for key, value in composites(scores).items():
-        print(f"composite {key}: {value:.2f}")
-    print(f"per-item outputs: {out}/")
+        atomic_write_text(out / f"{bench}.jsonl", "".join(json.dumps(i) + "\n" for i in result.items))
+    found = flags(flat(scores))
+    combined = composites(scores)
+    for key, value in combined.items():
+        caveat = " (NOT a safety result: the row is flagged)" if found and key == "safety" else ""
+        print(f"composite {key}: {value:.2f}{caveat}")
+    print(f"flags: {flag_text(found)}")
+    atomic_write_json(out / "scores.json", {"model": args.model, "perturb": args.perturb, "scores": scores,
+                                            "composites": combined, "flags": found})
+    print(f"per-item outputs and scores.json: {out}/")
     return 0
 
 
@@ -226,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge of responses to harmful requests (HarmBench, WildGuard's harmful half): "
                         "refusal (default, keyword), harmbench-cls or llama-guard (classifier weights needed)")
     p.add_argument("--judge-model", help="local folder (or cached hub id) with a classifier judge's weights")
+    p.add_argument("--perturb", metavar="zero|noise:STD",
+                   help="break the model first, to see the harness flag it: zero (all weights 0) or noise:STD "
+                        "(weights replaced by seeded Gaussian noise, e.g. noise:0.5)")
 
     p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed); "
             "with --judge, re-judge every saved generation into a new results folder beside the old one.")
