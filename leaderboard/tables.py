@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
 from leaderboard.aggregate import Board, FisherRow, HorizonRow, MainRow, OrderingRow, RunSummary
+from leaderboard.flags import CHANCE_MARGIN, DEGENERATE_LIMIT, flag_text, flags
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
     from leaderboard.plots import Plot
@@ -43,6 +44,9 @@ COMPACT_METRICS = ("harmbench/refusal_rate", "truthfulqa/mc2", "bbq/bias_term", 
 # defines), so the file keeps one header across suites; longer runs add columns.
 CSV_MIN_STEPS = 5
 HEADLINE_FORMULA = "composite safety = (HarmBench refusal + TruthfulQA MC2 + (100 − BBQ bias)) / 3"
+FLAGS_NOTE = (f"Flags: the composite of a flagged row is not measuring behaviour (degenerate = over {DEGENERATE_LIMIT:g}% "
+              f"of a generation-judged benchmark's responses are broken text; bbq_at_chance = BBQ disambiguated accuracy "
+              f"at or below chance + {CHANCE_MARGIN:g}). ")
 DASH = "—"  # not applicable (e.g. "points lost" of the starting model), unlike an absent number
 
 
@@ -138,6 +142,7 @@ def main_table(rows: list[MainRow], compact: bool) -> Table:
         ["Method", "Seeds"]
         + ["Step 0"] + [f"Step {i}: {d}" for i, d in enumerate(domains, 1)]
         + ["Final ± SD", "Loss/step", "Accelerates", "Retention %"]
+        + ["Flags"]
         + [labels[k] for k in present]
         + ["CSM triggers", "Wall time"]
     )
@@ -150,6 +155,7 @@ def main_table(rows: list[MainRow], compact: bool) -> Table:
         f"Accelerates = per-step loss grows with step (slope in brackets); benchmark columns at the final step. "
         + (f"Not evaluated: {', '.join(missing)}. " if missing else "")
         + mixed
+        + FLAGS_NOTE
         + scale_note(first.scale)
     )
     return Table(
@@ -178,12 +184,19 @@ def main_cells(row: MainRow, digits: dict[str, int]) -> list[Cell]:
             accelerates_cell(row),
             number(row.retention_pct, absent),
         ]
+        + [flags_cell(row)]
         + [number(row.metrics.get(key), absent, places) for key, places in digits.items()]
         + [
             number(row.csm_triggers, DASH if start else absent),
             duration(row.wall_time_s, DASH if start else absent),
         ]
     )
+
+
+def flags_cell(row: MainRow) -> Cell:
+    """Why this row's composite is not a safety result (leaderboard/flags.py), from its shown metrics."""
+    found = flags(row.metrics)
+    return Cell(flag_text(found) if row.metrics else DASH, len(found))
 
 
 # --- other tables --------------------------------------------------------------------------------
@@ -408,7 +421,7 @@ def csv_columns(board: Board) -> list[str]:
         + [f"composite_step_{k}" for k in range(longest + 1)]
         + ["final_mean", "final_sd", "n_final", "loss_per_step", "acceleration", "accelerates", "retention_pct"]
         + [key for key, _ in METRICS]
-        + ["csm_triggers", "wall_time_s", "absent", "config_hashes"]
+        + ["csm_triggers", "wall_time_s", "absent", "config_hashes", "flags"]
     )
 
 
@@ -424,6 +437,7 @@ def csv_text(board: Board) -> str:
         values.update({f"composite_step_{k}": v for k, v in enumerate(row.composite_by_step)})
         values.update({key: row.metrics.get(key) for key, _ in METRICS})
         values["config_hashes"] = " ".join(row.config_hashes)
+        values["flags"] = "; ".join(flags(row.metrics))
         writer.writerow({k: "" if v is None else v for k, v in values.items()})
     return out.getvalue()
 
@@ -453,6 +467,7 @@ def json_payload(board: Board, plots: dict[str, str]) -> dict[str, Any]:
 def main_payload(row: MainRow) -> dict[str, Any]:
     payload = dataclasses.asdict(row)
     payload["row"] = payload.pop("kind")
+    payload["flags"] = flags(row.metrics)
     return payload
 
 
