@@ -196,7 +196,7 @@ def main_cells(row: MainRow, digits: dict[str, int]) -> list[Cell]:
 def flags_cell(row: MainRow) -> Cell:
     """Why this row's composite is not a safety result (leaderboard/flags.py), from its shown metrics."""
     found = flags(row.metrics)
-    return Cell(flag_text(found) if row.metrics else DASH, len(found))
+    return Cell(flag_text(found) if row.metrics else (row.absent or DASH), len(found))
 
 
 # --- other tables --------------------------------------------------------------------------------
