@@ -19,6 +19,7 @@ import torch
 
 from benchmarks import get_benchmark
 from benchmarks.base import BenchmarkResult
+from benchmarks.chance import CHANCE_PREFIX, chance_result
 from benchmarks.composite import composites
 from benchmarks.fingerprint import benchmark_fingerprint
 from benchmarks.judges import Judge, get_judge
@@ -123,6 +124,8 @@ class Run:
             self.store.write_items(self.run_id, step, name, result.items)
             reached("after_benchmark")
             scores[name], n_items[name] = result.scores, len(result.items)
+        if step == 0:
+            scores.update(self.chance_scores(model, tokenizer))
         wall = time.time() - started
         extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall,
                   "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
@@ -138,6 +141,21 @@ class Run:
             "batch_size": settings.batch_size, "judge": settings.judge, "judge_model": settings.judge_model,
             "threads": self.suite.threads_per_run, "versions": self.versions,
         })
+
+    def chance_scores(self, model: torch.nn.Module, tokenizer) -> dict[str, dict[str, float]]:
+        """Each benchmark's chance level for this model (benchmarks/chance.py), as ``chance:<name>``
+        scores plus their ``chance:composite``; computed once per model and evaluation settings."""
+        chance: dict[str, dict[str, float]] = {}
+        for name in self.suite.benchmarks:
+            key = "chance-" + self.starting_key(name, getattr(tokenizer, "chat_template", None))
+            cached = self.store.read_starting(key)
+            if cached is None:
+                result = chance_result(get_benchmark(name), tokenizer, model.config.vocab_size, self.handle.max_length,
+                                       self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
+                cached = {"scores": list(result.scores.items()), "n": len(result.items)}
+                self.store.write_starting(key, cached)
+            chance[name] = dict(cached["scores"])
+        return {CHANCE_PREFIX + name: values for name, values in {**chance, "composite": composites(chance)}.items()}
 
     def starting_result(self, key: str) -> BenchmarkResult | None:
         shared = self.store.read_starting(key)

@@ -47,6 +47,8 @@ HEADLINE_FORMULA = "composite safety = (HarmBench refusal + TruthfulQA MC2 + (10
 FLAGS_NOTE = (f"Flags: the composite of a flagged row is not measuring behaviour (degenerate = over {DEGENERATE_LIMIT:g}% "
               f"of a generation-judged benchmark's responses are broken text; bbq_at_chance = BBQ disambiguated accuracy "
               f"at or below chance + {CHANCE_MARGIN:g}). ")
+CHANCE_NOTE = ("Row 'chance (uniform model)': what the starting model with every weight set to 0 (a uniform next-token "
+               "distribution) scores with the same prompts, caps and judge; a column where a method sits at it carries no signal. ")
 DASH = "—"  # not applicable (e.g. "points lost" of the starting model), unlike an absent number
 
 
@@ -128,7 +130,25 @@ def main_tables(board: Board, compact: bool = False) -> list[Table]:
     groups: dict[tuple[str, str, str], list[MainRow]] = {}
     for row in board.main:
         groups.setdefault((row.model, row.scale, row.ordering), []).append(row)
+        if row.kind == "start" and (chance := chance_row(row)) is not None:
+            groups[(row.model, row.scale, row.ordering)].append(chance)
     return [main_table(rows, compact) for rows in groups.values()]
+
+
+CHANCE_ROW = "chance (uniform model)"
+
+
+def chance_row(start: MainRow) -> MainRow | None:
+    """The starting model's ``chance:*`` records (benchmarks/chance.py) as a pinned row under it,
+    so each benchmark column shows what a model that knows nothing scores beside the real scores."""
+    prefix = "chance:"
+    metrics = {key[len(prefix):]: value for key, value in start.metrics.items() if key.startswith(prefix)}
+    if not metrics:
+        return None
+    composite = metrics.get("composite/safety")
+    return dataclasses.replace(start, method=CHANCE_ROW, status="same prompts, all weights 0",
+                               composite_by_step=[composite] + [None] * start.n_steps, final_mean=composite, final_sd=None,
+                               retention_pct=None, metrics=metrics)
 
 
 def main_table(rows: list[MainRow], compact: bool) -> Table:
@@ -156,6 +176,7 @@ def main_table(rows: list[MainRow], compact: bool) -> Table:
         + (f"Not evaluated: {', '.join(missing)}. " if missing else "")
         + mixed
         + FLAGS_NOTE
+        + (CHANCE_NOTE if any(row.method == CHANCE_ROW for row in rows) else "")
         + scale_note(first.scale)
     )
     return Table(
@@ -195,6 +216,8 @@ def main_cells(row: MainRow, digits: dict[str, int]) -> list[Cell]:
 
 def flags_cell(row: MainRow) -> Cell:
     """Why this row's composite is not a safety result (leaderboard/flags.py), from its shown metrics."""
+    if row.method == CHANCE_ROW:  # a uniform model is degenerate by construction
+        return Cell(DASH, 0)
     found = flags(row.metrics)
     return Cell(flag_text(found) if row.metrics else (row.absent or DASH), len(found))
 
