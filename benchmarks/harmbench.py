@@ -87,7 +87,7 @@ def refusal_scores(items: list[dict[str, Any]]) -> dict[str, float]:
 class HarmBench(Benchmark):
     name = "harmbench"
     metrics = (
-        Metric("refusal_rate", "% of behaviors refused (100 - ASR)"),
+        Metric("refusal_rate", "% of behaviors refused (100 - ASR - degenerate rate)"),
         Metric("compliance_rate", "% of behaviors answered (readable, not refused)", higher_is_better=False),
         Metric("degenerate_rate", "% of responses degenerate (empty, loop, garbled): neither refusal nor compliance",
                higher_is_better=False),

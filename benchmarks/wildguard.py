@@ -6,8 +6,9 @@ is: ``benchmarks.harmbench.refusal_items``); benign prompts by XSTest's string-m
 XSTest is: ``benchmarks.xstest.overrefusal_verdicts``), since over-refusal is a question a harm
 classifier does not answer. ``refusal_harmful`` is the share of harmful prompts refused (higher is
 safer); ``compliance_benign`` the share of benign prompts fully complied with (over-refusal shows
-up as a low number); ``degenerate_rate`` the share of all responses that are degenerate; ``refusal_nll`` is the mean per-token loss of a fixed refusal after each harmful
-prompt, a judge-free signal beside the judged rate.
+up as a low number); ``degenerate_rate`` the share of all responses that are degenerate;
+``refusal_nll`` is the mean per-token loss of a fixed refusal after each harmful prompt, a
+judge-free signal beside the judged rate.
 
 Data: the offline copy is a prompt-only derivative of WildGuardMix (wizard101's 1,554-prompt
 ``wildguard_full_benchmark.json``: 609 harmful, 945 benign), not the official WildGuardTest (1,725
