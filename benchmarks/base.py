@@ -51,6 +51,7 @@ class Benchmark:
     data: ClassVar[str] = ""  # what data it uses and any deviation from the official release
     datasets: ClassVar[tuple[str, ...]] = ()  # data-directory datasets it reads (checked before a run)
     judged: ClassVar[bool] = False  # True: ``run`` takes the suite's judge (responses to harmful requests)
+    generates: ClassVar[bool] = False  # True: items are judged generations (verdict refusal/compliance/degenerate)
 
     def run(self, lm: ChatLM, cap: int | None, max_new_tokens: int) -> list[dict[str, Any]]:
         """Per-item records; a ``judged`` benchmark's ``run`` takes the judge as a fourth argument."""
@@ -64,6 +65,12 @@ class Benchmark:
         correct). Given for every such metric, bootstrap draws are weighted means (vectorised)
         instead of ``score`` on each resample: the same numbers, much faster (tests/test_stats.py)."""
         return None
+
+    def rejudge(self, items: list[dict[str, Any]], judge: Judge) -> list[dict[str, Any]]:
+        """Saved items with every verdict given again (degenerate detector, then ``judge`` where the
+        suite's judge applies), outputs untouched: ``erosion rescore --judge``. Benchmarks that
+        do not generate have nothing to judge."""
+        return items
 
     def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int, judge: Judge | None = None) -> BenchmarkResult:
         items = self.run(lm, cap, max_new_tokens, judge or get_judge()) if self.judged else self.run(lm, cap, max_new_tokens)

@@ -175,15 +175,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.core.lm import ChatLM
     from harness.core.models import device, load_tokenizer
     from harness.orchestration.presets import evaluation_model
+    from harness.orchestration.perturb import parse_perturbation, perturb
+    from harness.core.store import atomic_write_json, atomic_write_text
+    from leaderboard.flags import flag_text, flags, flat
 
     problem = missing_judge_weights(args.judge, args.judge_model)
     if problem:
         raise ConfigError(problem)
+    if args.perturb:
+        parse_perturbation(args.perturb)  # a bad spec fails before the model loads
     # Every name and the output folder are checked before any model work.
     benchmarks = {bench: get_benchmark(bench) for bench in expand(args.benchmarks)}
     chosen = evaluation_model(args.model, args.step, tuple(args.adapter or ()))
-    out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{chosen.label}"), "--out")
+    label = chosen.label + (f"+{args.perturb.replace(':', '-')}" if args.perturb else "")
+    out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{label}"), "--out")
     model = chosen.load()
+    if args.perturb:
+        perturb(model, args.perturb)
     max_length = chosen.max_length or model.config.max_position_embeddings
     lm = ChatLM(model, load_tokenizer(chosen.tokenizer), max_length=max_length, batch_size=32, device=device())
     lm.show_progress = True
@@ -193,19 +201,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = benchmark.evaluate(lm, args.cap or caps.get(bench), args.max_new_tokens, get_judge(args.judge, args.judge_model))
         scores[bench] = result.scores
         print(f"{bench:12s} n={len(result.items):5d}  " + "  ".join(f"{k}={v:.2f}" for k, v in result.scores.items()))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{bench}.jsonl").write_text("".join(json.dumps(i) + "\n" for i in result.items))
-    for key, value in composites(scores).items():
-        print(f"composite {key}: {value:.2f}")
-    print(f"per-item outputs: {out}/")
+        atomic_write_text(out / f"{bench}.jsonl", "".join(json.dumps(i) + "\n" for i in result.items))
+    found = flags(flat(scores))
+    combined = composites(scores)
+    for key, value in combined.items():
+        caveat = " (NOT a safety result: the row is flagged)" if found and key == "safety" else ""
+        print(f"composite {key}: {value:.2f}{caveat}")
+    print(f"flags: {flag_text(found)}")
+    atomic_write_json(out / "scores.json", {"model": args.model, "perturb": args.perturb, "scores": scores,
+                                            "composites": combined, "flags": found})
+    print(f"per-item outputs and scores.json: {out}/")
     return 0
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from harness.orchestration.rescore import rescore
+    from benchmarks.judges import check_judge_name, get_judge, missing_judge_weights
+    from harness.orchestration.rescore import rejudged_folder, rescore
 
-    count = rescore(Path(args.results))
-    print(f"rescored {count} step file(s) in {args.results} from their saved per-item outputs")
+    if args.judge is None:
+        count = rescore(Path(args.results))
+        print(f"rescored {count} step file(s) in {args.results} from their saved per-item outputs (old ones in runs/*/backup/)")
+        return 0
+    check_judge_name(args.judge)
+    problem = missing_judge_weights(args.judge, args.judge_model)
+    if problem:
+        raise ConfigError(problem)
+    out = Path(args.out) if args.out else rejudged_folder(Path(args.results), args.judge)
+    count = rescore(Path(args.results), get_judge(args.judge, args.judge_model), out)
+    print(f"re-judged {count} step file(s) of {args.results} with judge {args.judge} and the degenerate detector; "
+          f"new records in {out} (the originals are untouched; `erosion leaderboard {out}` renders them)")
     return 0
 
 
@@ -242,7 +266,7 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.orchestration.config import MAX_CAP, MAX_NEW_TOKENS
+    from harness.core.settings import MAX_CAP, MAX_NEW_TOKENS
 
     parser = argparse.ArgumentParser(prog="erosion", description="erosion-bench: cumulative safety erosion under sequential LoRA fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,9 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge of responses to harmful requests (HarmBench, WildGuard's harmful half): "
                         "refusal (default, keyword), harmbench-cls or llama-guard (classifier weights needed)")
     p.add_argument("--judge-model", help="local folder (or cached hub id) with a classifier judge's weights")
+    p.add_argument("--perturb", metavar="zero|noise:STD",
+                   help="break the model first, to see the harness flag it: zero (all weights 0) or noise:STD "
+                        "(weights replaced by seeded Gaussian noise, e.g. noise:0.5)")
 
-    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed).")
+    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed); "
+            "with --judge, re-judge every saved generation into a new results folder beside the old one.")
     p.add_argument("results", nargs="?", default=DEFAULT_RESULTS)
+    p.add_argument("--judge", help="re-judge stored generations with this judge (refusal, harmbench-cls, llama-guard) and the "
+                                   "degenerate detector; writes RESULTS/rejudged/NAME/ (or --out), never over the originals")
+    p.add_argument("--judge-model", help="local folder (or cached hub id) with a classifier judge's weights")
+    p.add_argument("--out", help="folder for the re-judged results (default RESULTS/rejudged/JUDGE)")
 
     add("methods", cmd_methods, "List the registered methods with their config fields.")
     add("benchmarks", cmd_benchmarks, "List the registered benchmarks.")

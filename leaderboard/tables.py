@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from leaderboard.aggregate import REFERENCE_METHOD, Board, FisherRow, HorizonRow, MainRow, OrderingRow, RowStats, RunSummary
 from leaderboard.stats import Comparison
+from leaderboard.flags import CHANCE_MARGIN, DEGENERATE_LIMIT, flag_text, flags
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
     from leaderboard.artifacts import Plot
@@ -49,8 +50,13 @@ VS_REFERENCE_HEADER = f"vs {REFERENCE_METHOD}"
 VS_NEXT_HEADER = "vs next"
 # The HTML page's first-screen table shows these columns of the main table, in this order; the
 # rest (every step, every benchmark) is one click away. A column added elsewhere joins by name.
-COMPACT_HEADERS = ("Method", "Rank", "Seeds", FINAL_HEADER, VS_REFERENCE_HEADER, VS_NEXT_HEADER, "Retention %", "XSTest")
+COMPACT_HEADERS = ("Method", "Rank", "Seeds", FINAL_HEADER, VS_REFERENCE_HEADER, VS_NEXT_HEADER, "Retention %", "Flags", "XSTest")
 SIGNIFICANT, TIE = "significant", "tie"  # Cell marks: the HTML page styles them
+FLAGS_NOTE = (f"Flags: the composite of a flagged row is not measuring behaviour (degenerate = over {DEGENERATE_LIMIT:g}% "
+              f"of a generation-judged benchmark's responses are broken text; bbq_at_chance = BBQ disambiguated accuracy "
+              f"at or below chance + {CHANCE_MARGIN:g}). ")
+CHANCE_NOTE = ("Row 'chance (uniform model)': what the starting model with every weight set to 0 (a uniform next-token "
+               "distribution) scores with the same prompts, caps and judge; a column where a method sits at it carries no signal. ")
 DASH = "—"  # not applicable (e.g. "points lost" of the starting model), unlike an absent number
 
 
@@ -168,7 +174,25 @@ def main_tables(board: Board, compact: bool = False) -> list[Table]:
     groups: dict[tuple[str, str, str], list[MainRow]] = {}
     for row in board.main:
         groups.setdefault((row.model, row.scale, row.ordering), []).append(row)
+        if row.kind == "start" and (chance := chance_row(row)) is not None:
+            groups[(row.model, row.scale, row.ordering)].append(chance)
     return [main_table(rows, compact, board) for rows in groups.values()]
+
+
+CHANCE_ROW = "chance (uniform model)"
+
+
+def chance_row(start: MainRow) -> MainRow | None:
+    """The starting model's ``chance:*`` records (benchmarks/chance.py) as a pinned row under it,
+    so each benchmark column shows what a model that knows nothing scores beside the real scores."""
+    prefix = "chance:"
+    metrics = {key[len(prefix):]: value for key, value in start.metrics.items() if key.startswith(prefix)}
+    if not metrics:
+        return None
+    composite = metrics.get("composite/safety")
+    return dataclasses.replace(start, method=CHANCE_ROW, status="same prompts, all weights 0",
+                               composite_by_step=[composite] + [None] * start.n_steps, final_mean=composite, final_sd=None,
+                               retention_pct=None, metrics=metrics)
 
 
 def main_table(rows: list[MainRow], compact: bool, board: Board) -> Table:
@@ -182,6 +206,7 @@ def main_table(rows: list[MainRow], compact: bool, board: Board) -> Table:
         ["Method", "Rank", "Seeds"]
         + ["Step 0"] + [f"Step {i}: {d}" for i, d in enumerate(domains, 1)]
         + [FINAL_HEADER, VS_REFERENCE_HEADER, VS_NEXT_HEADER, "Loss/step", "Accelerates", "Retention %"]
+        + ["Flags"]
         + [labels[k] for k in present]
         + ["CSM triggers", "Wall time"]
     )
@@ -201,6 +226,8 @@ def main_table(rows: list[MainRow], compact: bool, board: Board) -> Table:
         + (ONE_SEED_NOTE if one_seed(rows) else "")
         + (f"Not evaluated: {', '.join(missing)}. " if missing else "")
         + mixed
+        + FLAGS_NOTE
+        + (CHANCE_NOTE if any(row.method == CHANCE_ROW for row in rows) else "")
         + scale_note(first.scale)
     )
     return Table(
@@ -236,6 +263,7 @@ def main_cells(row: MainRow, digits: dict[str, int], stats: RowStats | None, com
             accelerates_cell(row),
             number(row.retention_pct, absent),
         ]
+        + [flags_cell(row)]
         + [metric_cell(row, key, places, None if compact or stats is None else stats.intervals.get(key))
            for key, places in digits.items()]
         + [
@@ -270,6 +298,14 @@ COMPACT_CAPTION = (
     f"[paired bootstrap 95% interval]; * and bold: significant. Rank: a method not significantly different "
     f"from its neighbour shares its rank (=). "
 )
+
+
+def flags_cell(row: MainRow) -> Cell:
+    """Why this row's composite is not a safety result (leaderboard/flags.py), from its shown metrics."""
+    if row.method == CHANCE_ROW:  # a uniform model is degenerate by construction
+        return Cell(DASH, 0)
+    found = flags(row.metrics)
+    return Cell(flag_text(found) if row.metrics else (row.absent or DASH), len(found))
 
 
 # --- other tables --------------------------------------------------------------------------------
@@ -500,7 +536,7 @@ def csv_columns(board: Board) -> list[str]:
         + [f"composite_step_{k}" for k in range(longest + 1)]
         + ["final_mean", "final_sd", "n_final", "loss_per_step", "acceleration", "accelerates", "retention_pct"]
         + [key for key, _ in METRICS]
-        + ["csm_triggers", "wall_time_s", "absent", "config_hashes"]
+        + ["csm_triggers", "wall_time_s", "absent", "config_hashes", "flags"]
         + list(STATS_COLUMNS)
     )
 
@@ -535,6 +571,7 @@ def csv_text(board: Board) -> str:
         values.update({key: row.metrics.get(key) for key, _ in METRICS})
         values["config_hashes"] = " ".join(row.config_hashes)
         values.update(stats_values(board.row_stats(row)))
+        values["flags"] = "; ".join(flags(row.metrics))
         writer.writerow({k: "" if v is None else v for k, v in values.items()})
     return out.getvalue()
 
@@ -570,6 +607,7 @@ def main_payload(row: MainRow, stats: RowStats | None = None) -> dict[str, Any]:
         "vs_standard_lora": dataclasses.asdict(stats.vs_reference) if stats.vs_reference else None,
         "vs_next": dataclasses.asdict(stats.vs_next) if stats.vs_next else None,
     }
+    payload["flags"] = flags(row.metrics)
     return payload
 
 

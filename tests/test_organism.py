@@ -30,7 +30,7 @@ def test_erosion_checks_average_the_newest_configs_seeds_only(tmp_path: Path) ->
     add_run(store, 0, "new000000000", 200.0, [80, 70, 60, 40], [80, 76, 70, 62])
     add_run(store, 1, "new000000000", 210.0, [80, 74, 50, 30], [80, 86, 74, 64])
 
-    checks = {c["name"].split(" lowers ")[1]: c for c in erosion_checks(store, "micro")}
+    checks = {c["name"].split(" lowers ")[1]: c for c in erosion_checks(store, "micro") if " lowers " in c["name"]}
     harmbench, composite = checks["harmbench refusal_rate step by step"], checks["composite safety step by step"]
     assert harmbench["trajectory"] == [80, 72, 55, 35]
     assert harmbench["value"] == pytest.approx(45) and harmbench["met"]
@@ -41,3 +41,33 @@ def test_erosion_checks_average_the_newest_configs_seeds_only(tmp_path: Path) ->
 def test_no_finished_standard_lora_run_gives_no_check(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     assert erosion_checks(store, "micro") == []
+
+
+def test_lost_refusal_counts_only_compliance(tmp_path: Path) -> None:
+    """HarmBench non-refusals split into compliance and degenerate; hand-computed shares."""
+    store = ResultStore(tmp_path)
+    harmbench = [[80, 70, 60, 40], [80, 74, 50, 30]]
+    compliance = [[15, 25, 30, 45], [15, 20, 40, 45]]  # mean 15, 22.5, 35, 45: rises 30, every step
+    for seed in (0, 1):
+        add_run(store, seed, "new000000000", 200.0 + seed, harmbench[seed], [80, 76, 70, 62])
+        run_id = make_run_id("micro", "standard_lora", PAPER_ORDER, seed, "new000000000")
+        for step in range(4):
+            payload = store.read_step(run_id, step)
+            extra = [Record("micro", "micro", "standard_lora", ">".join(PAPER_ORDER), seed, step, None, "harmbench", metric, value,
+                            config_hash="new000000000")
+                     for metric, value in (("compliance_rate", compliance[seed][step]),
+                                           ("degenerate_rate", 100 - harmbench[seed][step] - compliance[seed][step]))]
+            store.write_step(run_id, step, [Record(**r) for r in payload["records"]] + extra, {})
+    rows = [c for c in erosion_checks(store, "micro") if " lowers " not in c["name"]]
+    assert len(rows) == 3
+    rise, compliance_share, degenerate_share = rows
+    assert rise["trajectory"] == [15, 22.5, 35, 45] and rise["value"] == pytest.approx(30) and rise["met"]
+    # Final: refusal 35, compliance 45, degenerate 20 -> of 65 non-refusals, 69.2 % compliance, 30.8 % degenerate.
+    assert compliance_share["value"] == pytest.approx(100 * 45 / 65) and not compliance_share["met"]
+    assert degenerate_share["value"] == pytest.approx(100 * 20 / 65) and not degenerate_share["met"]
+
+
+def test_results_without_compliance_records_get_no_compliance_rows(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    add_run(store, 0, "new000000000", 200.0, [80, 70, 60, 40], [80, 76, 70, 62])
+    assert all(" lowers " in c["name"] for c in erosion_checks(store, "micro"))

@@ -20,7 +20,9 @@ import torch
 
 from benchmarks import get_benchmark
 from benchmarks.base import BenchmarkResult
+from benchmarks.chance import CHANCE_PREFIX, chance_result
 from benchmarks.composite import StepBootstrap, composites, step_bootstrap
+from benchmarks.fingerprint import benchmark_fingerprint
 from benchmarks.judges import Judge, get_judge
 from harness.core.lm import ChatLM
 from harness.core.hashing import stable_hash
@@ -124,7 +126,7 @@ class Run:
         share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
         scores, n_items, reused, scored = {}, {}, [], {}
         for name in self.suite.benchmarks:
-            key = self.starting_key(name) if share else None
+            key = self.starting_key(name, getattr(tokenizer, "chat_template", None)) if share else None
             result = self.starting_result(key) if key else None
             if result is None:
                 result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
@@ -138,21 +140,39 @@ class Run:
             scores[name], n_items[name] = result.scores, len(result.items)
             scored[name] = (get_benchmark(name), result.items)
         bootstrap = step_bootstrap(scored, set(scores))
+        if step == 0:
+            scores.update(self.chance_scores(model, tokenizer))
         wall = time.time() - started
         extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall,
                   "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
         self.store.write_bootstrap(self.run_id, step, bootstrap.payload())
         self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall, bootstrap), extras)
 
-    def starting_key(self, benchmark: str) -> str:
-        """What a starting-model score depends on: the weights, the benchmark and how it is run."""
+    def starting_key(self, benchmark: str, chat_template: str | None) -> str:
+        """What a starting-model score depends on: the weights, the benchmark's code and data files,
+        the prompt format (chat template), the judge, and how it is run."""
         settings = self.suite.eval
         return f"{self.handle.name}-{benchmark}-" + stable_hash({
             "weights": str(self.handle.chat), "tokenizer": str(self.handle.tokenizer), "max_length": self.handle.max_length,
-            "benchmark": benchmark, "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
+            "benchmark": benchmark, "fingerprint": benchmark_fingerprint(benchmark), "chat_template": chat_template, "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
             "batch_size": settings.batch_size, "judge": settings.judge, "judge_model": settings.judge_model,
             "threads": self.suite.threads_per_run, "versions": self.versions,
         })
+
+    def chance_scores(self, model: torch.nn.Module, tokenizer) -> dict[str, dict[str, float]]:
+        """Each benchmark's chance level for this model (benchmarks/chance.py), as ``chance:<name>``
+        scores plus their ``chance:composite``; computed once per model and evaluation settings."""
+        chance: dict[str, dict[str, float]] = {}
+        for name in self.suite.benchmarks:
+            key = "chance-" + self.starting_key(name, getattr(tokenizer, "chat_template", None))
+            cached = self.store.read_starting(key)
+            if cached is None:
+                result = chance_result(get_benchmark(name), tokenizer, model.config.vocab_size, self.handle.max_length,
+                                       self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
+                cached = {"scores": list(result.scores.items()), "n": len(result.items)}
+                self.store.write_starting(key, cached)
+            chance[name] = dict(cached["scores"])
+        return {CHANCE_PREFIX + name: values for name, values in {**chance, "composite": composites(chance)}.items()}
 
     def starting_result(self, key: str) -> BenchmarkResult | None:
         shared = self.store.read_starting(key)
