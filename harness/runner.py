@@ -29,7 +29,7 @@ from harness.faults import reached
 from harness.models import ModelHandle, device, load_model, load_tokenizer
 from harness.safety_data import calibration_set
 from harness.store import Record, ResultStore, RunInfo, make_run_id, ordering_label
-from harness.training import TrainContext, attach_adapter, merge_adapter, train_domain
+from harness.training import TrainContext, attach_adapter, effective_settings, merge_adapter, train_before_sequence, train_domain
 from methods import build_method
 
 VERSIONED = ("erosion-bench", "torch", "transformers", "peft", "lm_eval")
@@ -185,13 +185,13 @@ class Run:
             return info
 
     def _train_and_evaluate(self) -> None:
-        settings = self.suite.training
         torch.set_num_threads(self.suite.threads_per_run)
         set_seed(self.seed)
         tokenizer = load_tokenizer(self.handle.tokenizer)
         model = load_model(self.handle.chat, self.handle.dtype)
         self.starting_fingerprint = weights_fingerprint(model)
         method = build_method(self.method_name, self.suite.method_configs.get(self.method_name))
+        settings = effective_settings(self.suite.training, method)
         n_domains = len(self.ordering)
         ctx = TrainContext(model=model, tokenizer=tokenizer, settings=settings, calibration=calibration_set(self.seed),
                            seed=self.seed, domains=self.ordering,
@@ -203,14 +203,18 @@ class Run:
             start = checkpoint["after"]
             ctx.model = self._restore(ctx.model, checkpoint, settings)
             method.load_state_dict(checkpoint["method"])
+            extras = checkpoint.get("extras", {})
         else:
             done, start = 0, 0  # nothing usable: start over (a redone step overwrites atomically)
             method.prepare(ctx)
+            # domains' adapters are seeded seed * 100 + k (k >= 1), the persistent one with seed
+            before = train_before_sequence(ctx, method, self.seed * 100)
+            extras = {"train": before} if before else {}
             if settings.adapter_policy == "persistent":
                 ctx.model = attach_adapter(ctx.model, settings, self.seed)
-            self.save_checkpoint(0, ctx.model, method.state_dict(), {})
+            self.save_checkpoint(0, ctx.model, method.state_dict(), extras)
         if start == done:
-            self.evaluate(ctx.model, tokenizer, start, (checkpoint or {}).get("extras", {}))
+            self.evaluate(ctx.model, tokenizer, start, extras)
         for k in range(start + 1, n_domains + 1):
             extras = self._train_one_domain(ctx, method, k)
             self.save_checkpoint(k, ctx.model, method.state_dict(), extras)
@@ -225,7 +229,7 @@ class Run:
     def _train_one_domain(self, ctx: TrainContext, method, k: int) -> dict[str, Any]:
         started = time.time()
         ctx.domain, ctx.domain_index, ctx.events = self.ordering[k - 1], k - 1, []
-        settings = self.suite.training
+        settings = ctx.settings
         ctx.domain_examples = domain_examples(ctx.domain, settings.examples_per_domain, self.seed)
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = attach_adapter(ctx.model, settings, self.seed * 100 + k)
