@@ -17,7 +17,8 @@ class EWCConfig(MethodConfig):
     lam: float = Field(100.0, ge=0, description="penalty weight lambda in lambda * sum F (theta - theta*)^2 (the SafeAnchor reference code: 100)")
     fisher_source: Literal["previous_domain", "safety"] = Field(
         "previous_domain", description="previous_domain: Fisher of the domains trained so far; safety: of the harmful->refusal calibration set")
-    decay: float = Field(1.0, ge=0, le=1, description="online EWC: a domain's Fisher is weighted decay^(its age in domains)")
+    decay: float = Field(0.0, ge=0, le=1, description="online EWC: a domain's Fisher is weighted decay^(its age in domains) "
+                         "(0: the previous domain's only, as the SafeAnchor reference code; 1: all earlier domains equally)")
     fisher_samples: int = Field(200, gt=0, description="examples per Fisher estimate (per domain, or of the safety set)")
     fisher_batch_size: int = Field(8, gt=0, description="batch size of the batched per-example gradient passes")
 
@@ -73,7 +74,8 @@ class EWC(Method):
             return
         self.anchor = self._snapshot(ctx)
         n = len(self.domain_samples)
-        weighted = [([Example(*row) for row in rows], cfg.decay ** (n - 1 - j)) for j, rows in enumerate(self.domain_samples)]
+        weighted = [([Example(*row) for row in rows], cfg.decay ** (n - 1 - j)) for j, rows in enumerate(self.domain_samples)
+                    if j == n - 1 or cfg.decay > 0]  # 0 ** 0 = 1: the previous domain always counts
         self.fisher = self._fisher(ctx, weighted) if weighted else {}
 
     def extra_loss(self, ctx, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
