@@ -64,10 +64,11 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # A run's rough cost in Standard LoRA runs (the default micro suite, measured: SafeAnchor 3.4
-    # with its subspace recomputes and one 200-step CSM repair, Vaccine 1.4, SafeGrad 1.15, EWC
-    # 1.1). The scheduler starts the costliest runs first, so that parallel slots finish together,
-    # and ``erosion plan`` scales its estimate by it.
+    # A run's rough cost in Standard LoRA runs (the default micro suite, measured before issue 18:
+    # SafeAnchor 3.4 with one 200-step CSM repair, SafeGrad 1.15, EWC 1.1; Vaccine and SafeAnchor
+    # are estimates since their micro budgets changed, see their classes). The scheduler starts the
+    # costliest runs first, so that parallel slots finish together, and ``erosion plan`` scales its
+    # estimate by it.
     relative_cost: ClassVar[float] = 1.0
     # None: the suite's ``training.adapter_policy``. "persistent": this method keeps one adapter for
     # the whole sequence whatever the suite says (e.g. a memory kept in that adapter's coordinates).

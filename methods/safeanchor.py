@@ -110,9 +110,9 @@ class SafeAnchor(Method):
     """
 
     name = "safeanchor"
-    # Estimate: the default micro suite measured 3.4 with a 200-step repair; at micro scale the repair
-    # is now 21% of a domain (16 steps) and the probe 200 prompts.
-    relative_cost = 2.6
+    # Estimate: the default micro suite measured 3.4 with 225 domain + 200 repair steps; at micro
+    # scale the repair is now 21% of a domain (16 steps), so about 241 steps, and the probe 200 prompts.
+    relative_cost = 2.4
     adapter_policy = "persistent"
     Config = SafeAnchorConfig
 
