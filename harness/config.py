@@ -225,9 +225,12 @@ def with_method_defaults(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
         raise ConfigError(f"{path}: key 'method_defaults' must map method names to their fields. Fix: e.g. method_defaults: {{vaccine: {{epochs: 8}}}}.")
     methods = raw.get("methods", SuiteConfig.model_fields["methods"].get_default(call_default_factory=True))
-    configs = dict(raw.get("method_configs") or {})
-    for name in methods if isinstance(methods, list) else []:
-        if name in defaults:
+    configs = raw.get("method_configs") or {}
+    if not (isinstance(methods, list) and isinstance(configs, dict)):
+        return raw  # malformed: validation names the key
+    configs = dict(configs)
+    for name in methods:
+        if isinstance(name, str) and name in defaults and isinstance(configs.get(name) or {}, dict):
             configs[name] = deep_merge(defaults[name], configs.get(name) or {})
     if configs:
         raw["method_configs"] = configs
