@@ -4,12 +4,14 @@ Adapter policy (``training.adapter_policy``): ``merge_per_domain`` (default) att
 adapter (B = 0) at the start of every domain and merges it into the weights at the end, so the
 model entering domain t is exactly the model that left domain t-1 and "disable the adapter" gives
 that frozen snapshot for free. ``persistent`` keeps one adapter across all domains (disabling it
-then gives the starting aligned model).
+then gives the starting aligned model). A method may require ``persistent`` (``Method.adapter_policy``);
+:func:`effective_settings` applies it.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -17,9 +19,17 @@ from tqdm.auto import tqdm
 from harness.core.settings import TrainSettings
 from harness.core.data import Example
 from harness.core.faults import reached
+from harness.core.adapters import attach_adapter, merge_adapter
 from harness.core.context import TrainContext
 from harness.core.losses import lm_loss
 from methods.base import Method, TrainingBlock
+
+
+def effective_settings(settings: TrainSettings, method: Method) -> TrainSettings:
+    """The suite's training settings with the adapter policy the method requires, if any."""
+    if method.adapter_policy is None or method.adapter_policy == settings.adapter_policy:
+        return settings
+    return settings.model_copy(update={"adapter_policy": method.adapter_policy})
 
 
 def steps_for(n_examples: int, settings: TrainSettings) -> int:
@@ -40,6 +50,19 @@ def _schedule(settings: TrainSettings, total: int) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+@contextmanager
+def block_settings(ctx: TrainContext, settings: TrainSettings | None) -> Iterator[None]:
+    """``ctx.settings`` replaced by a block's own settings while it trains (hooks see them too)."""
+    if settings is None:
+        yield
+        return
+    suite_settings, ctx.settings = ctx.settings, settings
+    try:
+        yield
+    finally:
+        ctx.settings = suite_settings
 
 
 def run_block(ctx: TrainContext, method: Method, examples: list[Example], steps: int, desc: str) -> dict[str, float]:
@@ -124,6 +147,22 @@ def apply_edits(ctx: TrainContext, edits: dict[str, torch.Tensor] | None) -> Non
         params[name].copy_(value)
 
 
+def train_before_sequence(ctx: TrainContext, method: Method, seed: int) -> dict[str, Any]:
+    """The method's ``before_sequence`` block, if any: a fresh adapter of the block's LoRA shape
+    (seeded with ``seed``), the loop with every hook, then merged into ``ctx.model``. Returns the
+    block's loss stats keyed by its name ({} without a block)."""
+    block: TrainingBlock | None = method.before_sequence(ctx)
+    if block is None:
+        return {}
+    with block_settings(ctx, block.settings):
+        ctx.model = attach_adapter(ctx.model, ctx.settings, seed)
+        ctx.block, ctx.domain, ctx.domain_index = block.name, None, -1
+        stats = run_block(ctx, method, block.examples, block.steps, block.name)
+        ctx.model = merge_adapter(ctx.model)
+    ctx.block = "domain"
+    return {block.name: {**stats, "n_examples": len(block.examples)}}
+
+
 def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> dict[str, Any]:
     """One domain: hooks, the loop, the weight edit and an optional follow-up block."""
     method.before_domain(ctx)
@@ -136,5 +175,6 @@ def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> 
     if follow_up is not None:
         ctx.block = follow_up.name
         ctx.log_event({"type": follow_up.name, **follow_up.note})
-        stats[follow_up.name] = run_block(ctx, method, follow_up.examples, follow_up.steps, f"{follow_up.name} {ctx.domain}")
+        with block_settings(ctx, follow_up.settings):
+            stats[follow_up.name] = run_block(ctx, method, follow_up.examples, follow_up.steps, f"{follow_up.name} {ctx.domain}")
     return stats

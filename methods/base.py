@@ -3,6 +3,8 @@
 The loop (``harness/training.py``) calls, in order::
 
     prepare(ctx)                                  once, before the first domain
+    block = before_sequence(ctx)                  a training block on an adapter of its own, merged
+                                                  before the first domain (Vaccine's alignment), or None
     for each domain:
         before_domain(ctx)
         examples = data_mixture(ctx, examples)    what this domain trains on
@@ -17,7 +19,8 @@ The loop (``harness/training.py``) calls, in order::
         follow_up = after_domain(ctx)             an extra training block (e.g. a repair), or None
         merge the adapter, evaluate
 
-Hooks return values; the loop applies them. A method may keep its own state (a Fisher matrix, a
+Hooks return values; the loop applies them. A method that needs one adapter for the whole sequence
+(its memory or its reference lives in one adapter's coordinates) sets ``adapter_policy``. A method may keep its own state (a Fisher matrix, a
 subspace) and must then implement ``state_dict``/``load_state_dict`` so a killed run resumes.
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ from harness.core.errors import ConfigError
 if TYPE_CHECKING:
     from harness.core.context import TrainContext
     from harness.core.data import Example
+    from harness.core.settings import TrainSettings
 
 
 class MethodConfig(BaseModel):
@@ -44,12 +48,15 @@ class MethodConfig(BaseModel):
 
 @dataclass
 class TrainingBlock:
-    """Extra training the loop runs after a domain (through the same loop and hooks)."""
+    """Extra training the loop runs through the same loop and hooks: after a domain (a repair) or
+    once before the sequence (an alignment stage). ``settings`` are the block's own optimizer and
+    LoRA settings (None: the suite's training settings)."""
 
     name: str
     examples: list["Example"]
     steps: int
     note: dict[str, Any] = field(default_factory=dict)
+    settings: "TrainSettings | None" = None
 
 
 class Method:
@@ -57,11 +64,15 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # A run's rough cost in Standard LoRA runs (the default micro suite, measured: SafeAnchor 3.4
-    # with its subspace recomputes and one 200-step CSM repair, Vaccine 1.4, SafeGrad 1.15, EWC
-    # 1.1). The scheduler starts the costliest runs first, so that parallel slots finish together,
-    # and ``erosion plan`` scales its estimate by it.
+    # A run's rough cost in Standard LoRA runs (the default micro suite, measured before issue 18:
+    # SafeAnchor 3.4 with one 200-step CSM repair, SafeGrad 1.15, EWC 1.1; Vaccine and SafeAnchor
+    # are estimates since their micro budgets changed, see their classes). The scheduler starts the
+    # costliest runs first, so that parallel slots finish together, and ``erosion plan`` scales its
+    # estimate by it.
     relative_cost: ClassVar[float] = 1.0
+    # None: the suite's ``training.adapter_policy``. "persistent": this method keeps one adapter for
+    # the whole sequence whatever the suite says (e.g. a memory kept in that adapter's coordinates).
+    adapter_policy: ClassVar[str | None] = None
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -80,6 +91,11 @@ class Method:
     # ---- hooks -----------------------------------------------------------------------------------
     def prepare(self, ctx: "TrainContext") -> None:
         """Before the sequence, on the starting (aligned) model."""
+
+    def before_sequence(self, ctx: "TrainContext") -> TrainingBlock | None:
+        """After ``prepare``, on the starting model: a block the loop trains on a fresh adapter of
+        its own (``block.settings.lora``) and merges into the weights before the first domain."""
+        return None
 
     def before_domain(self, ctx: "TrainContext") -> None:
         """After the fresh adapter is attached, before the first step of a domain."""

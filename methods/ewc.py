@@ -14,10 +14,11 @@ from methods.lora_utils import collect_grads, lora_pairs, unflatten_pair
 
 
 class EWCConfig(MethodConfig):
-    lam: float = Field(1000.0, ge=0, description="penalty weight lambda in lambda/2 * sum F (theta - theta*)^2")
+    lam: float = Field(100.0, ge=0, description="penalty weight lambda in lambda * sum F (theta - theta*)^2 (the SafeAnchor reference code: 100)")
     fisher_source: Literal["previous_domain", "safety"] = Field(
         "previous_domain", description="previous_domain: Fisher of the domains trained so far; safety: of the harmful->refusal calibration set")
-    decay: float = Field(1.0, ge=0, le=1, description="online EWC: a domain's Fisher is weighted decay^(its age in domains)")
+    decay: float = Field(0.0, ge=0, le=1, description="online EWC: a domain's Fisher is weighted decay^(its age in domains) "
+                         "(0: the previous domain's only, as the SafeAnchor reference code; 1: all earlier domains equally)")
     fisher_samples: int = Field(200, gt=0, description="examples per Fisher estimate (per domain, or of the safety set)")
     fisher_batch_size: int = Field(8, gt=0, description="batch size of the batched per-example gradient passes")
 
@@ -29,13 +30,14 @@ def diagonal_fisher(grads: torch.Tensor) -> torch.Tensor:
 
 def ewc_penalty(params: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor],
                 lam: float) -> torch.Tensor:
-    """lambda/2 * sum_j F_j (theta_j - theta*_j)^2 over the parameters that have a Fisher."""
-    return lam / 2 * sum((fisher[n] * (params[n] - anchor[n]).pow(2)).sum() for n in fisher)
+    """lambda * sum_j F_j (theta_j - theta*_j)^2 over the parameters that have a Fisher (no 1/2: the
+    SafeAnchor reference code's EWC baseline)."""
+    return lam * sum((fisher[n] * (params[n] - anchor[n]).pow(2)).sum() for n in fisher)
 
 
 @register
 class EWC(Method):
-    """EWC + LoRA: minimise L_task(theta) + lambda/2 * sum_j F_j (theta_j - theta*_j)^2 over the LoRA
+    """EWC + LoRA: minimise L_task(theta) + lambda * sum_j F_j (theta_j - theta*_j)^2 (lambda = 100) over the LoRA
     parameters, where F is the diagonal empirical Fisher (mean squared per-example gradient) and theta*
     the adapter at the start of the domain, i.e. the model that left the previous domain (with
     merge_per_domain: the fresh adapter, B = 0). F is evaluated at theta* in the current adapter's
@@ -72,7 +74,8 @@ class EWC(Method):
             return
         self.anchor = self._snapshot(ctx)
         n = len(self.domain_samples)
-        weighted = [([Example(*row) for row in rows], cfg.decay ** (n - 1 - j)) for j, rows in enumerate(self.domain_samples)]
+        weighted = [([Example(*row) for row in rows], cfg.decay ** (n - 1 - j)) for j, rows in enumerate(self.domain_samples)
+                    if j == n - 1 or cfg.decay > 0]  # 0 ** 0 = 1: the previous domain always counts
         self.fisher = self._fisher(ctx, weighted) if weighted else {}
 
     def extra_loss(self, ctx, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:

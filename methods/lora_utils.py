@@ -251,11 +251,44 @@ def response_kl(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.T
     return per_token.sum() / max(1, per_token.numel())
 
 
+@torch.no_grad()
+def disabled_adapter_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits at the labelled positions of the same model with its adapter disabled (no copy)."""
+    with model.disable_adapter():
+        reference, _, _ = labelled_logits(model, batch)
+    return reference
+
+
 def kl_to_disabled_adapter(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """KL(p_ref || p_theta) over the response tokens of ``batch``, where p_ref is the same model
     with its adapter disabled (no second copy of the model). Differentiable w.r.t. the adapter.
     Both distributions are computed at the labelled positions only (as in the task loss)."""
-    with torch.no_grad(), model.disable_adapter():
+    reference = disabled_adapter_logits(model, batch)
+    logits, _, _ = labelled_logits(model, batch)
+    return response_kl(logits, reference)
+
+
+@contextmanager
+def parameters_set_to(params: Mapping[str, torch.nn.Parameter], values: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """The named parameters temporarily hold ``values`` (e.g. an adapter's snapshot), restored on
+    exit. For no-grad reference passes only: nothing may backpropagate through them meanwhile."""
+    saved = {name: params[name].detach().clone() for name in values}
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in saved.items():
+                params[name].copy_(value)
+
+
+def kl_to_snapshot(model: torch.nn.Module, params: Mapping[str, torch.nn.Parameter], snapshot: Mapping[str, torch.Tensor],
+                   batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """KL(p_snapshot || p_theta) over the response tokens of ``batch``: the reference is the same
+    model with its trainable parameters at ``snapshot`` (an adapter copy, not a model copy)."""
+    with torch.no_grad(), parameters_set_to(params, snapshot):
         reference, _, _ = labelled_logits(model, batch)
     logits, _, _ = labelled_logits(model, batch)
     return response_kl(logits, reference)

@@ -14,7 +14,7 @@ from methods.lora_utils import lora_pairs
 
 class OLoRAConfig(MethodConfig):
     lambda1: float = Field(0.5, ge=0, description="weight of the orthogonality penalty sum |A_prev A_new^T|")
-    lambda2: float = Field(0.0, ge=0, description="weight of the L2 penalty ||theta_new||^2 on the new adapter")
+    lambda2: float = Field(0.0, ge=0, description="weight of the L2 penalty sum ||param||_2 over the new adapter's A and B")
 
 
 def orthogonality_penalty(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
@@ -25,10 +25,14 @@ def orthogonality_penalty(previous: torch.Tensor, new: torch.Tensor) -> torch.Te
 @register
 class OLoRA(Method):
     """O-LoRA: each domain trains a new LoRA adapter while earlier ones stay frozen, minimising
-    L_task + lambda1 * sum_layers sum_{t'<t} |A_t' A_t^T| (element-wise L1) + lambda2 * ||theta_t||^2,
+    L_task + lambda1 * sum_layers sum_{t'<t} |A_t' A_t^T| (element-wise L1) + lambda2 * sum ||P||_2 (P the
+    new adapter's A and B matrices, Frobenius norms not squared, as cmnfriend/O-LoRA),
     so the new adapter's row space is pushed orthogonal to the earlier domains' (lambda1 = 0.5,
     lambda2 = 0). Earlier adapters are frozen by construction under merge_per_domain (merged into the
-    weights); their lora_A matrices are kept per layer in the method state.
+    weights); their lora_A matrices are kept per layer in the method state. As in the original trainer,
+    every micro-batch's loss is L_task(micro-batch) + the penalties, and the loop averages micro-batches
+    (task and penalty alike divided by grad_accum), so lambda1 weighs the penalty against the mean
+    task loss whatever grad_accum is.
     """
 
     name = "olora"
@@ -52,7 +56,7 @@ class OLoRA(Method):
             terms += [cfg.lambda1 * orthogonality_penalty(self.previous_a[layer].to(params[p.a]), params[p.a])
                       for layer, p in pairs.items() if layer in self.previous_a]
         if cfg.lambda2:
-            terms += [cfg.lambda2 * (params[p.a].pow(2).sum() + params[p.b].pow(2).sum()) for p in pairs.values()]
+            terms += [cfg.lambda2 * (params[p.a].norm() + params[p.b].norm()) for p in pairs.values()]
         return torch.stack(terms).sum() if terms else None
 
     def after_domain(self, ctx) -> None:

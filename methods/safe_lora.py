@@ -15,9 +15,9 @@ from methods.lora_utils import lora_pairs
 
 
 class SafeLoRAConfig(MethodConfig):
-    mode: Literal["threshold", "number"] = Field("threshold", description="threshold: project layers with cos <= threshold; number: the num_layers lowest-cos layers")
+    mode: Literal["threshold", "number"] = Field("number", description="number: the num_layers lowest-cos layers (IBM's default); threshold: layers with cos <= threshold")
     threshold: float = Field(0.5, ge=-1, le=1, description="cosine threshold of the threshold mode")
-    num_layers: int = Field(10, gt=0, description="layers projected in the number mode")
+    num_layers: int = Field(10, gt=0, description="layers projected in the number mode (IBM's num_proj_layers)")
 
 
 def safe_lora_project(v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,9 +91,9 @@ def weight_key(layer: str, keys: dict[str, Any]) -> str:
 @register
 class SafeLoRA(Method):
     """Safe LoRA: after each domain, for every LoRA layer with V = W_aligned - W_base and
-    C = V V^T / ||V||_F, compute cos(vec(C B A), vec(B A)); where it is <= threshold (0.5) replace
-    B by C B, projecting the update Delta W = B A onto the alignment subspace (``mode: number``
-    projects the num_layers lowest-cosine layers instead). V comes from the base and aligned
+    C = V V^T / ||V||_F, compute cos(vec(C B A), vec(B A)); in the num_layers = 10 layers of lowest
+    cosine replace B by C B, projecting the update Delta W = B A onto the alignment subspace (IBM's
+    default ``number`` mode; ``mode: threshold`` projects every layer with cos <= 0.5). V comes from the base and aligned
     checkpoints (target weights only, one layer at a time); C is applied as V (V^T B) / ||V||_F.
     """
 

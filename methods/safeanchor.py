@@ -2,6 +2,7 @@
 and cumulative safety monitoring (CSM)."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any, Literal, Mapping
 
@@ -9,12 +10,13 @@ import torch
 from pydantic import Field
 
 from harness.core.data import Example
+from harness.core.safety_data import CalibrationSet
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
 from harness.core.losses import lm_loss
 from methods.registry import register
 from methods.base import Method, MethodConfig, TrainingBlock
 from methods.lora_utils import (LoraPair, Subspace, collect_grads, complete_pairs, coverage_rank, fisher_subspace,
-                                flatten_pair, kl_to_disabled_adapter, lora_pairs, merge_subspaces, remove_component,
+                                flatten_pair, kl_to_snapshot, lora_pairs, merge_subspaces, remove_component,
                                 safety_replay, unflatten_pair)
 
 REPAIR = "csm_repair"
@@ -27,35 +29,40 @@ _ANCHOR_OFFSET = 3001
 
 class SafeAnchorConfig(MethodConfig):
     # SSI
-    calibration_size: int = Field(500, gt=0, description="N harmful->refusal calibration examples per Fisher estimate")
+    calibration_size: int = Field(500, gt=0, description="N calibration examples per Fisher estimate (D_safe)")
+    calibration_harmful_share: float = Field(0.5, ge=0, le=1, description="share of harmful->refusal in D_safe (rest benign->helpful, as the reference code)")
     rho: float = Field(0.9, gt=0, le=1, description="share of tr(F_i) the kept eigenvectors V_i cover")
     recompute_first: int = Field(1, ge=0, description="in-domain step at which V_i is first recomputed (0: not)")
     recompute_every: int = Field(50, ge=0, description="then at every multiple of this step (0: not)")
     fisher_batch_size: int = Field(8, gt=0, description="batch size of the batched per-example gradient passes")
     # OSCA
     lam: float = Field(0.5, ge=0, description="alpha_i = max(0, 1 - lam * tr(F_i) / mean_j tr(F_j))")
-    project: Literal["gradient", "update", "both"] = Field("both", description="project the task gradient, the AdamW update, or both")
+    alpha_traces: Literal["relative", "raw"] = Field("relative", description="tr(F_i) relative to the mean over layers (ours), or raw (the paper's formula)")
+    project: Literal["gradient", "update", "both"] = Field("gradient", description="project the task gradient (the paper), the AdamW update, or both")
     gamma: float = Field(0.1, ge=0, description="weight of the anchor KL(p_{theta_{t-1}} || p_theta) on safety data")
     anchor_batch_size: int | None = Field(None, gt=0, description="safety examples per micro-batch in the anchor KL and "
                                           "the repair loss (None: batch_size / grad_accum, one safety batch per optimizer step)")
     # CSM
     tau: float = Field(0.05, ge=0, lt=1, description="repair when s_t < (1 - tau) s_0")
     repair_steps: int = Field(200, ge=0, description="E_repair: steps of the corrective block (0: monitor only)")
+    repair_fraction: float | None = Field(None, gt=0, description="E_repair as this share of the domain's steps instead "
+                                          "(paper: 200 / 938 = 0.213; None: repair_steps)")
     beta: float = Field(1.0, ge=0, description="weight of the (unprojected) safety loss during the repair block")
     repair_safety_examples: int = Field(500, ge=0, description="calibration examples (half harmful, half benign) in the repair data")
-    probe_size: int = Field(200, gt=0, description="HarmBench val behaviors in the refusal probe")
+    probe_size: int = Field(200, gt=0, description="prompts in the refusal probe: HarmBench val behaviors, then held-out calibration harmful prompts")
     # report
     report_spectrum: bool = Field(True, description="report per-layer Fisher spectra (safety vs. domain data) after each domain")
     spectrum_top: int = Field(32, gt=0, description="eigenvalues reported per layer")
 
 
-def osca_alphas(traces: Mapping[str, float], lam: float) -> dict[str, float]:
+def osca_alphas(traces: Mapping[str, float], lam: float, relative: bool = True) -> dict[str, float]:
     """alpha_i = max(0, 1 - lam * tr(F_i) / mean_j tr(F_j)): traces relative to the mean over layers,
-    so alpha does not depend on the loss scale (a layer at the mean trace gets 1 - lam)."""
-    mean = sum(traces.values()) / max(1, len(traces))
-    if mean <= 0:
+    so alpha does not depend on the loss scale (a layer at the mean trace gets 1 - lam). With
+    ``relative=False`` the paper's alpha_i = max(0, 1 - lam * tr(F_i))."""
+    scale = sum(traces.values()) / max(1, len(traces)) if relative else 1.0
+    if scale <= 0:
         return {layer: 1.0 for layer in traces}
-    return {layer: max(0.0, 1.0 - lam * trace / mean) for layer, trace in traces.items()}
+    return {layer: max(0.0, 1.0 - lam * trace / scale) for layer, trace in traces.items()}
 
 
 def project_pairs(tensors: Mapping[str, torch.Tensor], pairs: Mapping[str, LoraPair], subspaces: Mapping[str, Subspace],
@@ -74,35 +81,39 @@ def project_pairs(tensors: Mapping[str, torch.Tensor], pairs: Mapping[str, LoraP
 @register
 class SafeAnchor(Method):
     """SafeAnchor: SSI keeps, per LoRA layer i, the eigenvectors V_i of the empirical safety Fisher
-    F_i = 1/N sum_n g_n g_n^T (g_n = grad of log p(refusal | harmful prompt n) w.r.t. vec([B_i; A_i]),
-    N = 500) covering rho = 90% of tr(F_i); OSCA steps on g_i <- g_i - (1 - alpha_i) V_i V_i^T g_i with
-    alpha_i = max(0, 1 - lambda tr(F_i)) (lambda = 0.5, tr relative to the mean over layers), projects
-    the AdamW update the same way, and adds gamma KL(p_{theta_{t-1}} || p_theta) on safety data
-    (gamma = 0.1, not projected; one safety batch per optimizer step); CSM measures the probe
-    refusal rate s_t after each domain and, if s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair =
-    200 OSCA steps on safety + domain data with weight beta = 1 on the safety loss.
+    F_i = 1/N sum_n g_n g_n^T (g_n = grad of log p(y_n | x_n) w.r.t. vec([B_i; A_i]) over D_safe, N = 500
+    calibration pairs, half harmful -> refusal and half benign -> helpful) covering rho = 90% of tr(F_i);
+    OSCA steps on g_i <- g_i - (1 - alpha_i) V_i V_i^T g_i for the task gradient only, with
+    alpha_i = max(0, 1 - lambda tr(F_i)) (lambda = 0.5, tr relative to the mean over layers), and adds
+    gamma KL(p_{theta_{t-1}} || p_theta) on safety data (gamma = 0.1, not projected; one safety batch per
+    optimizer step); CSM measures the probe refusal rate s_t after each domain and, if
+    s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair = 200 steps on safety + domain data with weight
+    beta = 1 on the safety loss. After each domain (and its repair) SSI is recomputed and SVD-merged
+    into the subspaces carried to the next domain.
 
-    SSI schedule: a fresh adapter has B = 0, so every lora_A gradient is zero and a subspace computed
-    at step 0 protects nothing in A. V_i is therefore computed when the domain starts, recomputed at
-    step ``recompute_first`` (1: after one update) and every ``recompute_every`` (50) steps, and once
-    more after the domain; that final one is SVD-merged into the memory carried to later domains, and
-    every in-domain subspace is the merge of the memory with the fresh estimate. Merging averages the
-    two Fishers, (F_old + F_new) / 2, through their low-rank factors; rho is measured against the
-    averaged full traces so repeated merges do not shrink coverage. Per-example gradients come from
-    batched backward passes (hooks on the LoRA modules); only V_i (p x k) and the eigenvalues are kept,
-    computed through the N x N Gram matrix (tr(F_i) = ||G_i||_F^2 / N).
+    One coordinate system: SafeAnchor keeps one persistent adapter for the whole sequence (as the
+    authors' code does), so a basis in vec([B; A]) means the same directions in every domain. With a
+    fresh adapter per domain (new random A) the carried memory would describe another adapter.
 
-    Anchor and projections: the anchor's reference is the model with the adapter disabled, which under
-    merge_per_domain is exactly the frozen model before the current domain (under persistent, the
-    starting aligned model). The task gradient is projected in transform_gradients; the anchor's
-    gradient bypasses it (extra_loss), but the update projection after AdamW acts on the whole step,
-    so with alpha_i = 0 nothing moves inside V_i and the anchor works in the complement. During the
-    repair block only the task gradient is projected (no update projection), so the beta-weighted
-    safety loss, added unprojected through extra_loss, can restore the protected directions.
+    SSI schedule: at B = 0 every lora_A gradient is zero, so a subspace computed before the first step
+    protects nothing in A. The in-domain subspaces are therefore recomputed at step ``recompute_first``
+    (1) and every ``recompute_every`` (50) steps (ours), each the merge of the memory with the fresh
+    estimate. Merging averages the two Fishers, (F_old + F_new) / 2, through their low-rank factors;
+    rho is measured against the averaged full traces so repeated merges do not shrink coverage.
+    Per-example gradients come from batched backward passes (hooks on the LoRA modules); only V_i
+    (p x k) and the eigenvalues are kept, computed through the N x N Gram matrix (tr(F_i) = ||G_i||_F^2 / N).
+
+    Anchor: the reference p_{theta_{t-1}} is the model entering the domain, i.e. the same model with
+    the adapter at its snapshot from the domain's start (an adapter copy, not a model copy). The repair
+    block projects the task gradient as the domain does; the beta-weighted safety loss is added
+    unprojected (extra_loss). ``project: update`` or ``both`` also project the AdamW update (ours).
     """
 
     name = "safeanchor"
-    relative_cost = 3.4
+    # Estimate: the default micro suite measured 3.4 with 225 domain + 200 repair steps; at micro
+    # scale the repair is now 21% of a domain (16 steps), so about 241 steps, and the probe 200 prompts.
+    relative_cost = 2.4
+    adapter_policy = "persistent"
     Config = SafeAnchorConfig
 
     def __init__(self, config: SafeAnchorConfig | None = None) -> None:
@@ -114,6 +125,7 @@ class SafeAnchor(Method):
         self.triggers: list[dict[str, Any]] = []
         self.report: dict[str, Any] = {}
         self._anchor_stream = None
+        self._anchor_snapshot: dict[str, torch.Tensor] = {}
 
     # ---- hooks -----------------------------------------------------------------------------------
     def prepare(self, ctx) -> None:
@@ -123,11 +135,13 @@ class SafeAnchor(Method):
     def before_domain(self, ctx) -> None:
         cfg = self.config
         device = next(iter(ctx.trainable().values())).device
-        self.memory = {layer: space.to(device) for layer, space in self.memory.items()}
-        self.refresh(ctx)
-        replay = safety_replay(ctx.calibration, cfg.calibration_size, 0.5, ctx.seed * 1000 + ctx.domain_index)
+        self.memory = self._with_memory({layer: space for layer, space in self.ssi(ctx).items()},
+                                        {layer: space.to(device) for layer, space in self.memory.items()})
+        self._set_current(self.memory)
+        self._anchor_snapshot = {n: p.detach().clone() for n, p in ctx.trainable().items()}
+        replay = safety_replay(self.calibration(ctx), cfg.calibration_size, 0.5, ctx.seed * 1000 + ctx.domain_index)
         self._anchor_stream = ctx.batches(replay, self.anchor_batch_size(ctx.settings), seed_offset=_ANCHOR_OFFSET + ctx.domain_index)
-        self.report = {}
+        self.report = {"osca": {"memory_rank": {layer: s.rank for layer, s in self.memory.items()}}}
 
     def anchor_batch_size(self, settings) -> int:
         """The expectation over safety data in the anchor term is estimated on one batch per
@@ -142,12 +156,12 @@ class SafeAnchor(Method):
             return None
         device = next(iter(ctx.trainable().values())).device
         safety = {k: v.to(device) for k, v in next(self._anchor_stream).items()}
-        loss = cfg.gamma * kl_to_disabled_adapter(ctx.model, safety)
+        loss = cfg.gamma * kl_to_snapshot(ctx.model, ctx.trainable(), self._anchor_snapshot, safety)
         return loss + cfg.beta * lm_loss(ctx.model, safety) if repairing else loss
 
     def transform_gradients(self, ctx, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self._recompute_due(ctx.step):
-            self.refresh(ctx)
+            self._set_current(self._with_memory(self.ssi(ctx)))
         if self.config.project == "update":
             return grads
         return project_pairs(grads, lora_pairs(grads), self.current, self.alphas)
@@ -158,25 +172,35 @@ class SafeAnchor(Method):
         return project_pairs(update, lora_pairs(update), self.current, self.alphas)
 
     def after_domain(self, ctx) -> TrainingBlock | None:
-        final = self.ssi(ctx)
-        self.memory = self._with_memory(final)
         if self.config.report_spectrum:
-            self.report["fisher_spectrum"] = self.spectrum_report(final, self._domain_spectra(ctx))
-        self.report["osca"] = {"alpha": dict(self.alphas), "rank": {layer: s.rank for layer, s in self.current.items()}}
+            self.report["fisher_spectrum"] = self.spectrum_report(self.ssi(ctx), self._domain_spectra(ctx))
+        self.report["osca"].update({"alpha": dict(self.alphas), "rank": {layer: s.rank for layer, s in self.current.items()}})
         return self._monitor(ctx)
 
     def domain_report(self, ctx) -> dict[str, Any]:
         return self.report
 
     # ---- SSI -------------------------------------------------------------------------------------
+    def calibration(self, ctx) -> CalibrationSet:
+        """The calibration pairs SafeAnchor trains and measures on: the harmful prompts the probe
+        holds out are left out (the probe must stay disjoint from D_safe)."""
+        held_out = set(self._held_out_prompts(ctx))
+        return dataclasses.replace(ctx.calibration, harmful=tuple(e for e in ctx.calibration.harmful if e.prompt not in held_out))
+
+    def safety_set(self, ctx) -> list[Example]:
+        """D_safe of SSI: the same N seeded calibration pairs at every estimate of a run."""
+        cfg = self.config
+        return safety_replay(self.calibration(ctx), cfg.calibration_size, cfg.calibration_harmful_share, ctx.seed)
+
     def ssi(self, ctx) -> dict[str, Subspace]:
         """Fresh safety subspaces of the current adapter (no merge with the memory)."""
-        return self._fisher_subspaces(ctx, list(ctx.calibration.harmful[: self.config.calibration_size]))
+        return self._fisher_subspaces(ctx, self.safety_set(ctx))
 
-    def refresh(self, ctx) -> None:
-        """Recompute the subspaces OSCA projects on (memory merged with a fresh estimate) and alphas."""
-        self.current = self._with_memory(self.ssi(ctx))
-        self.alphas = osca_alphas({layer: s.trace for layer, s in self.current.items()}, self.config.lam)
+    def _set_current(self, subspaces: dict[str, Subspace]) -> None:
+        """The subspaces OSCA projects on, and their alphas."""
+        self.current = subspaces
+        self.alphas = osca_alphas({layer: s.trace for layer, s in subspaces.items()}, self.config.lam,
+                                  relative=self.config.alpha_traces == "relative")
 
     def _fisher_subspaces(self, ctx, examples: list[Example]) -> dict[str, Subspace]:
         cfg = self.config
@@ -185,9 +209,10 @@ class SafeAnchor(Method):
         # One layer's G on the device at a time, released once its subspace is known.
         return {layer: fisher_subspace(grads.pop(layer).to(device), cfg.rho) for layer in list(grads)}
 
-    def _with_memory(self, fresh: Mapping[str, Subspace]) -> dict[str, Subspace]:
+    def _with_memory(self, fresh: Mapping[str, Subspace], memory: Mapping[str, Subspace] | None = None) -> dict[str, Subspace]:
+        memory = self.memory if memory is None else memory
         rho = self.config.rho
-        return {layer: merge_subspaces(self.memory[layer], space, rho) if layer in self.memory else space
+        return {layer: merge_subspaces(memory[layer], space, rho) if layer in memory else space
                 for layer, space in fresh.items()}
 
     def _recompute_due(self, step: int) -> bool:
@@ -219,24 +244,47 @@ class SafeAnchor(Method):
             return list(ctx.probe_prompts[: self.config.probe_size])
         from harness.core.safety_data import PROBE_SPLIT, behaviors, harmful_request
 
-        return [harmful_request(row).prompt for row in behaviors(PROBE_SPLIT)[: self.config.probe_size]]
+        val = [harmful_request(row).prompt for row in behaviors(PROBE_SPLIT)[: self.config.probe_size]]
+        return val + self._held_out_prompts(ctx, len(val))
+
+    def _held_out_prompts(self, ctx, n_val: int | None = None) -> list[str]:
+        """Calibration harmful prompts that fill the probe up to probe_size after HarmBench val
+        (60 behaviors; the paper's probe has 200): the last ones of the seeded pool."""
+        if ctx.probe_prompts:
+            return []
+        if n_val is None:
+            from harness.core.safety_data import PROBE_SPLIT, behaviors
+
+            n_val = min(len(behaviors(PROBE_SPLIT)), self.config.probe_size)
+        missing = max(0, self.config.probe_size - n_val)
+        return [e.prompt for e in ctx.calibration.harmful[len(ctx.calibration.harmful) - missing:]] if missing else []
+
+    def repair_length(self, ctx) -> int:
+        """E_repair: fixed, or a share of this domain's optimizer steps (micro scale)."""
+        cfg = self.config
+        if cfg.repair_fraction is None or cfg.repair_steps == 0:
+            return cfg.repair_steps
+        return max(1, round(cfg.repair_fraction * ctx.total_steps))
 
     def _monitor(self, ctx) -> TrainingBlock | None:
         cfg = self.config
         if self.s0 is None or ctx.refusal_rate is None:
-            self.report["csm"] = {"s0": None, "s_t": None, "triggered": False}
+            self.report["csm"] = {"s0": None, "s_t": None, "triggered": False, "repair_steps": 0}
             return None
         s_t = float(ctx.refusal_rate(self.probe_prompts(ctx)))
         threshold = (1 - cfg.tau) * self.s0
-        record = {"s0": self.s0, "s_t": s_t, "threshold": threshold, "triggered": s_t < threshold and cfg.repair_steps > 0}
-        if record["triggered"]:
+        steps = self.repair_length(ctx)
+        triggered = s_t < threshold and steps > 0
+        record = {"s0": self.s0, "s_t": s_t, "threshold": threshold, "triggered": triggered, "repair_steps": steps if triggered else 0}
+        if triggered:
             self.triggers.append({"domain": ctx.domain, **record})
-        self.report["csm"] = {**record, "triggers_so_far": len(self.triggers)}
-        if not record["triggered"]:
+        self.report["csm"] = {**record, "triggers_so_far": len(self.triggers),
+                              "repair_steps_so_far": sum(t["repair_steps"] for t in self.triggers)}
+        if not triggered:
             return None
-        replay = safety_replay(ctx.calibration, cfg.repair_safety_examples, 0.5, ctx.seed * 1000 + 500 + ctx.domain_index)
+        replay = safety_replay(self.calibration(ctx), cfg.repair_safety_examples, 0.5, ctx.seed * 1000 + 500 + ctx.domain_index)
         note = {"type": CSM_EVENT, "block": REPAIR, **record}
-        return TrainingBlock(REPAIR, replay + list(ctx.domain_examples), cfg.repair_steps, note=note)
+        return TrainingBlock(REPAIR, replay + list(ctx.domain_examples), steps, note=note)
 
     # ---- resumability ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

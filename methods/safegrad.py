@@ -48,12 +48,13 @@ class SafeGrad(Method):
     (p_ref = the model with the adapter disabled); if g_u . g_a < 0, g_u <- g_u - (g_u . g_a / ||g_a||^2) g_a,
     and the step uses g_u' + g_a (add_alignment_gradient). The parameter update after AdamW gets the same
     surgery (an update u conflicts when u . g_a > 0), since Adam's scaling can undo a gradient projection.
-    Under merge_per_domain p_ref is the model that entered the domain (the original aligned model only
-    in the first domain).
+    p_ref is the aligned model at every domain, as in the paper: SafeGrad keeps one persistent adapter
+    across the sequence, so disabling it gives the aligned weights exactly (no second model copy).
     """
 
     name = "safegrad"
     relative_cost = 1.15
+    adapter_policy = "persistent"
     Config = SafeGradConfig
 
     def __init__(self, config: SafeGradConfig | None = None) -> None:

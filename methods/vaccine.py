@@ -1,37 +1,45 @@
 """Vaccine + LoRA: perturbation-aware safety alignment before the sequence, then plain LoRA per domain."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+import math
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Iterator, Sequence
 
 import torch
 from pydantic import Field
 
-# A module import, not `from ... import`: harness.training imports the methods package (a cycle).
-from harness.core.adapters import attach_adapter, merge_adapter
-from harness.core.losses import lm_loss
+from harness.core.settings import LORA_TARGETS, LoraSettings, TrainSettings
 from methods.registry import register
-from methods.base import Method, MethodConfig
+from methods.base import Method, MethodConfig, TrainingBlock
 from methods.lora_utils import safety_replay
 
-# Batch-stream seed offset of the alignment stage (domains use 1.. and 101..).
-_STREAM_OFFSET = 7001
+ALIGNMENT = "vaccine_alignment"
 
 
 class VaccineConfig(MethodConfig):
-    rho: float = Field(2.0, ge=0, description="perturbation size: epsilon_l = rho * g_l / ||g||")
-    steps: int = Field(200, ge=0, description="optimizer steps of the perturbation-aware alignment adapter")
-    lr: float | None = Field(None, gt=0, description="alignment learning rate (None: training.lr)")
-    examples: int = Field(1000, gt=0, description="calibration examples the alignment stage trains on")
-    harmful_share: float = Field(0.5, ge=0, le=1, description="share of harmful->refusal (rest benign->helpful)")
+    """Defaults: git-disl/Vaccine's alignment run (script/alignment/Vaccine.sh, train.py)."""
+
+    rho: float = Field(2.0, ge=0, description="perturbation size: epsilon_l = rho * g_l / ||g|| (norm over all attention outputs)")
+    examples: int = Field(2000, gt=0, description="calibration examples the alignment stage trains on (original: 2,000 BeaverTails safe pairs)")
+    harmful_share: float = Field(1.0, ge=0, le=1, description="share of harmful->refusal among them (rest benign->helpful)")
+    epochs: float = Field(50.0, gt=0, description="alignment epochs over those examples")
+    batch_size: int = Field(5, gt=0, description="alignment batch size (one micro-batch per step)")
+    lr: float = Field(1e-3, gt=0, description="alignment learning rate (cosine schedule)")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="alignment warmup share")
+    weight_decay: float = Field(0.1, ge=0, description="alignment AdamW weight decay")
+    lora_r: int = Field(8, gt=0, description="rank of the alignment adapter")
+    lora_alpha: float = Field(4.0, gt=0, description="alpha of the alignment adapter")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the alignment adapter")
+    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), description="modules of the alignment adapter")
 
 
-def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The transformer blocks (the first ModuleList named ``layers``, through any PEFT wrapping)."""
-    for name, module in model.named_modules():
-        if name.endswith("layers") and isinstance(module, torch.nn.ModuleList):
-            return list(module)
-    raise ValueError("Vaccine: no decoder layer list (a ModuleList named 'layers') in this model")
+def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Every decoder layer's self-attention block (``*.self_attn``, Llama/Mistral naming, through
+    any PEFT wrapping): Vaccine perturbs their outputs, the attention output before the residual add."""
+    found = [module for name, module in model.named_modules() if name.endswith("self_attn")]
+    if not found:
+        raise ValueError("Vaccine: no attention blocks (modules named '*.self_attn') in this model")
+    return found
 
 
 def _hidden(output: Any) -> torch.Tensor:
@@ -42,12 +50,12 @@ def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
-def layer_perturbations(model: torch.nn.Module, layers: Sequence[torch.nn.Module], batch: dict[str, torch.Tensor],
-                        rho: float) -> list[torch.Tensor]:
-    """Pass 1: epsilon_l = rho * g_l / ||g|| with g_l = d loss / d (output hidden states of layer l) and
-    the norm taken over all layers together. Parameter gradients are not touched."""
+def attention_perturbations(model: torch.nn.Module, modules: Sequence[torch.nn.Module], batch: dict[str, torch.Tensor],
+                            rho: float) -> list[torch.Tensor]:
+    """Pass 1: epsilon_l = rho * g_l / ||g|| with g_l = d loss / d (output of attention block l) and
+    the norm taken over all blocks together. Parameter gradients are not touched."""
     outputs: list[torch.Tensor] = []
-    handles = [layer.register_forward_hook(lambda m, i, out: outputs.append(_hidden(out))) for layer in layers]
+    handles = [m.register_forward_hook(lambda mod, i, out: outputs.append(_hidden(out))) for m in modules]
     try:
         loss = lm_loss(model, batch)
     finally:
@@ -60,10 +68,10 @@ def layer_perturbations(model: torch.nn.Module, layers: Sequence[torch.nn.Module
 
 
 @contextmanager
-def perturbed(layers: Sequence[torch.nn.Module], perturbations: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Pass 2: every layer's output hidden states shifted by its epsilon."""
-    handles = [layer.register_forward_hook(lambda m, i, out, eps=eps: _with_hidden(out, _hidden(out) + eps))
-               for layer, eps in zip(layers, perturbations)]
+def perturbed(modules: Sequence[torch.nn.Module], perturbations: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Pass 2: every attention block's output shifted by its (constant) epsilon."""
+    handles = [m.register_forward_hook(lambda mod, i, out, eps=eps: _with_hidden(out, _hidden(out) + eps))
+               for m, eps in zip(modules, perturbations)]
     try:
         yield
     finally:
@@ -73,52 +81,39 @@ def perturbed(layers: Sequence[torch.nn.Module], perturbations: Sequence[torch.T
 
 @register
 class Vaccine(Method):
-    """Vaccine + LoRA: before the sequence, align with a LoRA adapter on calibration harmful->refusal and
-    benign->helpful pairs by minimising max_{||epsilon|| <= rho} L(theta; e_l + epsilon_l): pass 1 finds
-    g_l = dL/de_l at every decoder layer's output e_l and sets epsilon_l = rho * g_l / ||g|| (norm over
-    all layers), pass 2 adds epsilon_l to those outputs and the optimizer steps on pass-2 gradients
-    (rho = 2). The adapter is merged into the weights; each domain then trains a fresh plain LoRA.
+    """Vaccine + LoRA: before the sequence, an alignment stage on calibration pairs (a LoRA adapter of
+    its own, r = 8, alpha = 4, all q/k/v/o/gate/up/down) minimises max_{||epsilon|| <= rho} L(theta; e + epsilon)
+    over the attention outputs e_l: pass 1 finds g_l = dL/de_l at every attention block and sets
+    epsilon_l = rho * g_l / ||g|| (norm over all blocks, rho = 2), pass 2 adds epsilon_l to those outputs
+    and the optimizer steps on pass-2 gradients (50 epochs over 2,000 examples, batch 5, AdamW 1e-3,
+    weight decay 0.1, cosine with 10% warmup: git-disl/Vaccine). The stage is a ``before_sequence``
+    block the loop runs, the perturbation its ``forward_context``; the adapter is merged into the
+    weights, and each domain then trains a fresh plain LoRA.
     """
 
     name = "vaccine"
-    relative_cost = 1.4
+    # Estimate, not measured: 200 alignment steps of batch 8 (3,200 example passes with both passes)
+    # measured 0.4 runs; the micro preset's 1,000 steps are 16,000 passes, about 2 runs more.
+    relative_cost = 3.0
     Config = VaccineConfig
 
-    def __init__(self, config: VaccineConfig | None = None) -> None:
-        super().__init__(config)
-        self.alignment: dict[str, float] = {}
+    def before_sequence(self, ctx) -> TrainingBlock:
+        cfg = self.config
+        examples = safety_replay(ctx.calibration, cfg.examples, cfg.harmful_share, ctx.seed)
+        steps = math.ceil(cfg.epochs * len(examples) / cfg.batch_size)
+        return TrainingBlock(ALIGNMENT, examples, steps, settings=self.alignment_settings(ctx.settings))
 
-    def prepare(self, ctx) -> None:
-        cfg, settings = self.config, ctx.settings
-        model = attach_adapter(ctx.model, settings, ctx.seed * 100)  # domains use seed * 100 + k, k >= 1
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr or settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
-        stream = ctx.batches(safety_replay(ctx.calibration, cfg.examples, cfg.harmful_share, ctx.seed), seed_offset=_STREAM_OFFSET)
-        layers = decoder_layers(model)
-        device = next(model.parameters()).device
-        losses = []
-        model.train()
-        for _ in range(cfg.steps):
-            batch = {k: v.to(device) for k, v in next(stream).items()}
-            epsilons = layer_perturbations(model, layers, batch, cfg.rho)
-            with perturbed(layers, epsilons):
-                loss = lm_loss(model, batch)
-            loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-        model.eval()
-        ctx.model = merge_adapter(model)  # the runner trains (and checkpoints) ctx.model after prepare
-        self.alignment = {"steps": cfg.steps, "loss_first": losses[0] if losses else float("nan"),
-                          "loss_last": losses[-1] if losses else float("nan")}
+    def alignment_settings(self, suite: TrainSettings) -> TrainSettings:
+        """The suite's training settings with the alignment stage's optimizer, schedule and adapter."""
+        cfg = self.config
+        lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, target_modules=cfg.lora_targets)
+        return suite.model_copy(update={
+            "lora": lora, "lr": cfg.lr, "schedule": "cosine", "warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay,
+            "batch_size": cfg.batch_size, "grad_accum": 1, "max_steps": None, "adapter_policy": "merge_per_domain"})
 
-    def domain_report(self, ctx) -> dict[str, Any]:
-        return {"vaccine_alignment": self.alignment}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"alignment": self.alignment}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.alignment = dict(state["alignment"])
+    def forward_context(self, ctx, batch: dict[str, torch.Tensor]) -> AbstractContextManager:
+        """In the alignment block: pass 1 now, and the perturbation around the loop's pass 2."""
+        if ctx.block != ALIGNMENT or self.config.rho == 0:
+            return nullcontext()
+        modules = attention_modules(ctx.model)
+        return perturbed(modules, attention_perturbations(ctx.model, modules, batch, self.config.rho))

@@ -87,7 +87,19 @@ def test_costliest_runs_start_first_and_the_plan_counts_their_cost() -> None:
 
     suite = load_suite(REPO / "sequences" / "micro.yaml")
     order = [job.method for job in longest_first(job_graph(suite))]
-    # SafeAnchor (3.4), Vaccine (1.4), SafeGrad (1.15), EWC (1.1), then the rest (1.0) in suite order.
-    assert order == ["safeanchor", "vaccine", "safegrad", "ewc", "standard_lora", "olora", "safe_lora", "safety_interleaving"]
-    # 4 x 1.0 + 1.1 + 1.15 + 1.4 + 3.4, by hand.
-    assert suite_cost(job_graph(suite)) == pytest.approx(11.05)
+    # Vaccine (3.0), SafeAnchor (2.4), SafeGrad (1.15), EWC (1.1), then the rest (1.0) in suite order.
+    assert order == ["vaccine", "safeanchor", "safegrad", "ewc", "standard_lora", "olora", "safe_lora", "safety_interleaving"]
+    # 4 x 1.0 + 1.1 + 1.15 + 3.0 + 2.4, by hand.
+    assert suite_cost(job_graph(suite)) == pytest.approx(11.65)
+
+
+def test_scale_preset_method_defaults_reach_only_the_methods_a_suite_runs(tmp_path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: x\ninclude: scale-micro\ndomains: [medical]\nmethods: [vaccine, ewc]\n"
+                     "method_configs: {vaccine: {epochs: 2}}\n")
+    loaded = load_suite(suite)
+    assert loaded.method_configs["vaccine"] == {"examples": 1000, "epochs": 2, "batch_size": 8, "harmful_share": 0.5}
+    assert set(loaded.method_configs) == {"vaccine"}  # no micro settings for ewc, none for methods not run
+    alone = tmp_path / "alone.yaml"
+    alone.write_text("name: y\ninclude: scale-micro\ndomains: [medical]\nmethods: [standard_lora]\n")
+    assert load_suite(alone).method_configs == {}

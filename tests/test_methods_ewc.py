@@ -12,8 +12,9 @@ def test_penalty_hand_computed():
     params = {"w": torch.tensor([1.0, 2.0]), "v": torch.tensor([3.0])}
     anchor = {"w": torch.tensor([0.0, 0.0]), "v": torch.tensor([1.0])}
     fisher = {"w": torch.tensor([0.5, 0.25]), "v": torch.tensor([2.0])}
-    # lambda/2 * (0.5 * 1 + 0.25 * 4 + 2 * 4) = 2/2 * 9.5
-    assert ewc_penalty(params, anchor, fisher, lam=2.0).item() == 9.5
+    # lambda * (0.5 * 1 + 0.25 * 4 + 2 * 4) = 2 * 9.5 (no 1/2, as the SafeAnchor reference code)
+    assert ewc_penalty(params, anchor, fisher, lam=2.0).item() == 19.0
+    assert EWCConfig().lam == 100.0
 
 
 def test_diagonal_fisher_is_mean_square_of_per_example_gradients():
@@ -38,7 +39,7 @@ def test_safety_fisher_at_a_fresh_adapter_constrains_b_only(tiny_world):
     assert method.extra_loss(ctx, {}).item() == 0.0
     sgd_step(ctx)
     penalty = method.extra_loss(ctx, {})
-    manual = 5.0 * sum((method.fisher[n] * (p - method.anchor[n]).pow(2)).sum() for n, p in ctx.trainable().items())
+    manual = 10.0 * sum((method.fisher[n] * (p - method.anchor[n]).pow(2)).sum() for n, p in ctx.trainable().items())
     assert penalty.item() > 0 and torch.allclose(penalty, manual)
 
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from harness.core.errors import ConfigError
+from harness.training import _accumulate_extra
+from harness.core.adapters import attach_adapter, merge_adapter
 from methods.lora_utils import lora_pairs
 from methods.olora import OLoRA, OLoRAConfig, orthogonality_penalty
-from test_methods_support import tiny_context
+from test_methods_support import sgd_step, tiny_context
 
 
 def test_penalty_hand_computed():
@@ -41,7 +43,7 @@ def test_l2_term_and_state(tiny_world):
     ctx = tiny_context(tiny_world)
     method = OLoRA(OLoRAConfig(lambda1=0.0, lambda2=0.1))
     params = ctx.trainable()
-    expected = 0.1 * sum(p.pow(2).sum() for p in params.values())
+    expected = 0.1 * sum(p.norm() for p in params.values())  # Frobenius norms, not squared (the original)
     assert torch.allclose(method.extra_loss(ctx, {}), expected)
     method.after_domain(ctx)
     copy = OLoRA(method.config)
@@ -52,3 +54,21 @@ def test_l2_term_and_state(tiny_world):
 def test_needs_a_new_adapter_per_domain(tiny_world):
     with pytest.raises(ConfigError, match="merge_per_domain"):
         OLoRA().prepare(tiny_context(tiny_world, adapter_policy="persistent"))
+
+
+def test_penalty_weighs_against_the_mean_task_loss_of_a_step(tiny_world):
+    """As the original: each micro-batch's loss is task + lambda1 * P and the micro-batches of a step are
+    averaged, so over grad_accum micro-batches the penalty's gradient is lambda1 * grad P once."""
+    ctx = tiny_context(tiny_world, grad_accum=2)
+    method = OLoRA(OLoRAConfig(lambda1=0.5))
+    sgd_step(ctx)
+    method.after_domain(ctx)  # domain 1's A is now "previous"
+    ctx.model = attach_adapter(merge_adapter(ctx.model), ctx.settings, 2)
+    params = ctx.trainable()
+    acc: dict = {}
+    for _ in range(ctx.settings.grad_accum):
+        acc = _accumulate_extra(ctx, method, {}, params, acc)
+    once = torch.autograd.grad(method.extra_loss(ctx, {}), list(params.values()), allow_unused=True)
+    for (name, _), grad in zip(params.items(), once):
+        if grad is not None:
+            assert torch.allclose(acc[name], grad, atol=1e-7)

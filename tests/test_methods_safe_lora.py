@@ -64,4 +64,9 @@ def test_edit_replaces_b_by_c_b_on_the_chosen_layers(tiny_world):
             b, a = params[pairs[layer].b].detach(), params[pairs[layer].a].detach()
             assert torch.allclose(edits[pairs[layer].b], v @ v.T @ b / torch.linalg.matrix_norm(v), atol=1e-6)
             assert abs(method.last_edit["cosine"][layer] - explicit_cosine(v.double(), a.double(), b.double())) < 1e-5
-    assert SafeLoRA(SafeLoRAConfig(threshold=-1.0)).edit_weights(ctx) is None  # nothing at or below -1
+    assert SafeLoRA(SafeLoRAConfig(mode="threshold", threshold=-1.0)).edit_weights(ctx) is None  # nothing at or below -1
+
+
+def test_default_is_ibms_number_mode_with_ten_layers():
+    config = SafeLoRAConfig()
+    assert (config.mode, config.num_layers) == ("number", 10)

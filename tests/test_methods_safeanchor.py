@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from harness.orchestration.config import load_suite
+from harness.orchestration.runner import Run
+from harness.core.store import ResultStore
 from harness.training import run_block, train_domain
-from methods.lora_utils import Subspace, flatten_pair, lora_pairs
+from methods.lora_utils import Subspace, collect_grads, flatten_pair, kl_to_disabled_adapter, lora_pairs
 from methods.safeanchor import CSM_EVENT, REPAIR, SafeAnchor, SafeAnchorConfig, osca_alphas, project_pairs
-from test_methods_support import sgd_step, tiny_context
+from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
 SMALL = dict(calibration_size=6, fisher_batch_size=6, probe_size=3, repair_steps=2, repair_safety_examples=4)
 
@@ -97,7 +100,7 @@ def test_csm_triggers_one_repair_block_that_the_loop_logs_and_runs(tiny_world):
     stats = train_domain(ctx, method, ctx.domain_examples)
     assert stats[REPAIR]["steps"] == 2
     assert ctx.events == [{"domain": "medical", "step": 0, "type": CSM_EVENT, "block": REPAIR, "s0": 80.0,
-                           "s_t": 60.0, "threshold": 76.0, "triggered": True}]
+                           "s_t": 60.0, "threshold": 76.0, "triggered": True, "repair_steps": 2}]
     report = method.domain_report(ctx)
     assert report["csm"]["triggered"] and report["csm"]["triggers_so_far"] == 1
     layers = report["fisher_spectrum"]["layers"]
@@ -122,23 +125,116 @@ def test_repair_data_and_no_repair_when_safety_holds(tiny_world):
     assert block.examples[len(replay):] == ctx.domain_examples
 
 
-def test_memory_is_merged_across_domains_and_survives_a_resume(tiny_world):
+def captured_energy(ctx, method: SafeAnchor, subspaces: dict[str, Subspace]) -> float:
+    """Share of the current safety-Fisher energy, tr(V^T F V) / tr(F) summed over layers, in ``subspaces``."""
+    pairs = lora_pairs(ctx.trainable())
+    grads = collect_grads(ctx.model, ctx.tokenizer, method.safety_set(ctx), pairs, 8, ctx.settings.max_seq_len)
+    inside = sum(float((g @ subspaces[layer].basis).pow(2).sum()) for layer, g in grads.items())
+    return inside / sum(float(g.pow(2).sum()) for g in grads.values())
+
+
+def test_memory_carried_into_the_next_domain_still_protects_what_it_protected(tiny_world, tmp_path, monkeypatch):
+    """Through the runner, three domains: domain t's own subspace (merged into the memory) still
+    captures, at the start of domain t+1, most of the safety-Fisher energy it captured at the end of
+    domain t; the memory captures at least as much; its rank does not grow by a full domain's rank."""
+    suite = load_suite(TINY_SUITE, {"domains": ["medical", "legal", "code"], "methods": ["safeanchor"], "benchmarks": ["harmbench"],
+                                    "eval": {"caps": {"harmbench": 2}}, "training": {"max_steps": 4},
+                                    "method_configs": {"safeanchor": {**SMALL, "calibration_size": 12, "repair_steps": 0, "report_spectrum": False}}})
+    ends: list[tuple[dict[str, Subspace], float]] = []
+    carried: list[tuple[float, float, dict[str, int]]] = []
+    before_domain, after_domain = SafeAnchor.before_domain, SafeAnchor.after_domain
+
+    def record_end(self, ctx):
+        own = self.ssi(ctx)
+        ends.append((own, captured_energy(ctx, self, own)))
+        return after_domain(self, ctx)
+
+    def record_carried(self, ctx):
+        before_domain(self, ctx)
+        if ctx.domain_index > 0:
+            previous = {layer: space.to(self.memory[layer].basis.device) for layer, space in ends[-1][0].items()}
+            carried.append((captured_energy(ctx, self, previous), captured_energy(ctx, self, self.memory),
+                            {layer: s.rank for layer, s in self.memory.items()}))
+
+    monkeypatch.setattr(SafeAnchor, "after_domain", record_end)
+    monkeypatch.setattr(SafeAnchor, "before_domain", record_carried)
+    info = Run(suite, tiny_world, "safeanchor", suite.domains, 0, ResultStore(tmp_path / "results")).execute()
+    assert info.status == "done", info.error
+    assert len(carried) == 2
+    for (own, energy_at_end), (energy_next, memory_energy, _) in zip(ends, carried):
+        assert energy_at_end >= 0.85 and energy_next >= 0.9 * energy_at_end and memory_energy >= energy_next - 1e-6
+    (_, _, first_rank), (_, _, second_rank) = carried
+    for layer, rank in second_rank.items():
+        assert rank < first_rank[layer] + ends[1][0][layer].rank  # less than the previous memory plus a full domain
+
+
+def test_memory_survives_a_resume(tiny_world):
     ctx = tiny_context(tiny_world)
     method = SafeAnchor(SafeAnchorConfig(**SMALL, report_spectrum=False))
     method.before_domain(ctx)
     sgd_step(ctx)
-    method.after_domain(ctx)
     resumed = SafeAnchor(method.config)
     resumed.load_state_dict(method.state_dict())
-    nxt = tiny_context(tiny_world, adapter_seed=2)
-    nxt.domain_index = 1
-    resumed.before_domain(nxt)
-    for layer, space in resumed.current.items():
-        memory = resumed.memory[layer]
-        assert space.trace > 0 and abs(space.trace - (memory.trace + method.ssi(nxt)[layer].trace) / 2) < 1e-6 * space.trace
-        # The merged basis still spans the remembered lora_A directions (a fresh adapter has none of its own).
-        n_b = nxt.trainable()[lora_pairs(nxt.trainable())[layer].b].numel()
-        assert a_block(space, n_b).abs().max() > 0
+    ctx.domain_index = 1
+    method.before_domain(ctx)
+    resumed.before_domain(ctx)
+    for layer, space in method.memory.items():
+        assert torch.equal(space.basis, resumed.memory[layer].basis) and space.trace == resumed.memory[layer].trace
+
+
+def test_anchor_reference_is_the_model_entering_the_domain(tiny_world):
+    """theta_{t-1}, not the aligned model: one persistent adapter, so the disabled adapter is the
+    aligned model and the anchor's reference is the adapter's snapshot from the domain's start."""
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL))
+    method.before_domain(ctx)
+    sgd_step(ctx)  # domain 1 trains
+    ctx.domain_index = 1
+    method.before_domain(ctx)  # domain 2 starts on the same adapter
+    safety = next(ctx.batches(list(ctx.calibration.harmful[:4])))
+    assert abs(method.extra_loss(ctx, safety).item()) < 1e-7
+    assert kl_to_disabled_adapter(ctx.model, safety).item() > 1e-6
+
+
+def test_default_projects_the_task_gradient_only(tiny_world):
+    ctx = tiny_context(tiny_world)
+    assert SafeAnchor.adapter_policy == "persistent"
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e6))
+    assert method.config.project == "gradient"
+    method.before_domain(ctx)
+    sgd_step(ctx)
+    method._set_current(method._with_memory(method.ssi(ctx)))
+    update = {n: torch.randn_like(p) for n, p in ctx.trainable().items()}
+    assert method.transform_update(ctx, update) is update  # the anchor's step is not projected
+    projected = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e6, project="both"))
+    projected.current, projected.alphas = method.current, method.alphas
+    pair = next(iter(lora_pairs(update).values()))
+    moved = flatten_pair(pair, projected.transform_update(ctx, update))
+    assert (method.current[pair.layer].basis.T @ moved).abs().max() < 1e-5
+
+
+def test_repair_length_scales_with_the_domain_and_is_recorded(tiny_world):
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig(**{**SMALL, "repair_steps": 200}, repair_fraction=0.213, report_spectrum=False))
+    method.s0 = 80.0
+    method.before_domain(ctx)
+    ctx.total_steps = 75  # the domain block's steps, as the loop leaves them
+    ctx.refusal_rate = lambda prompts: 10.0
+    block = method.after_domain(ctx)
+    assert block.steps == 16 and block.note["repair_steps"] == 16  # round(0.213 * 75)
+    assert method.domain_report(ctx)["csm"]["repair_steps_so_far"] == 16
+
+
+def test_safety_set_mixes_harmful_and_benign_and_the_probe_stays_out_of_it(tiny_world):
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig())
+    safety = method.safety_set(ctx)
+    kinds = [e.source for e in safety]
+    assert len(safety) == 500 and kinds.count("harmful") == 250
+    probe = method.probe_prompts(ctx)
+    assert len(probe) == 200  # 60 HarmBench val behaviors + 140 held-out calibration prompts
+    pool = {e.prompt for e in method.calibration(ctx).harmful}
+    assert not pool & set(probe) and len(pool) == len(ctx.calibration.harmful) - 140
 
 
 def test_anchor_uses_one_safety_batch_per_optimizer_step(tiny_world):

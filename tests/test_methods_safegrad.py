@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import torch
 
+from harness.orchestration.config import load_suite
+from harness.core.models import load_model, load_tokenizer
+from harness.orchestration.runner import Run
+from harness.core.safety_data import calibration_set
+from harness.core.store import ResultStore
+from harness.core.losses import labelled_logits
+from methods.lora_utils import disabled_adapter_logits, fixed_batches
 from methods.safegrad import SafeGrad, SafeGradConfig, surgery
-from test_methods_support import sgd_step, tiny_context
+from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
 
 def test_conflicting_gradient_is_projected_onto_the_normal_plane():
@@ -70,3 +77,28 @@ def test_alignment_gradient_is_added_when_configured(tiny_world):
     grads = {n: torch.zeros_like(p) for n, p in ctx.trainable().items()}
     out = method.transform_gradients(ctx, grads)
     assert all(torch.equal(out[n], method._alignment_grad[n]) for n in grads)
+
+
+def test_reference_at_domain_three_is_the_aligned_model(tiny_world, tmp_path, monkeypatch):
+    """Through the runner: at the third domain p_ref (the model with the adapter disabled) is the
+    aligned model, not the model that left domain 2."""
+    suite = load_suite(TINY_SUITE, {"domains": ["medical", "legal", "code"], "methods": ["safegrad"], "benchmarks": ["harmbench"],
+                                    "eval": {"caps": {"harmbench": 2}}, "training": {"max_steps": 3},
+                                    "method_configs": {"safegrad": {"alignment_examples": 8, "alignment_batch_size": 2}}})
+    batch = next(fixed_batches(load_tokenizer(tiny_world.tokenizer), list(calibration_set(0).harmful[:4]), 4, 64))
+    seen: dict[str, torch.Tensor] = {}
+    before_domain = SafeGrad.before_domain
+
+    def record_reference(self, ctx):
+        before_domain(self, ctx)
+        if ctx.domain_index == 2:
+            seen["reference"] = disabled_adapter_logits(ctx.model, batch)
+            seen["entering"] = labelled_logits(ctx.model, batch)[0].detach()
+
+    monkeypatch.setattr(SafeGrad, "before_domain", record_reference)
+    info = Run(suite, tiny_world, "safegrad", suite.domains, 0, ResultStore(tmp_path / "results")).execute()
+    assert info.status == "done", info.error
+    with torch.no_grad():
+        aligned = labelled_logits(load_model(tiny_world.chat), batch)[0]
+    assert torch.allclose(seen["reference"], aligned, atol=1e-5)
+    assert not torch.allclose(seen["entering"], aligned, atol=1e-3)  # two domains of training moved the model

@@ -309,13 +309,33 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
     """Load, merge includes, apply overrides, validate names against the registries."""
     path = Path(path)
     origin = Origin(path, overrides)
-    raw = deep_merge(load_raw(path), overrides or {})
+    raw = with_method_defaults(deep_merge(load_raw(path), overrides or {}), path)
     try:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as err:
         raise _explain(origin, err) from None
     validate_names(suite, origin)
     return suite
+
+
+def with_method_defaults(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``method_defaults`` (a scale preset's per-method settings, e.g. sequences/presets/scale-micro.yaml)
+    become the ``method_configs`` of the methods the suite runs; the suite's own method_configs win.
+    Methods the suite does not run take nothing from them (nor does the config hash)."""
+    defaults = raw.pop("method_defaults", None) or {}
+    if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
+        raise ConfigError(f"{path}: key 'method_defaults' must map method names to their fields. Fix: e.g. method_defaults: {{vaccine: {{epochs: 8}}}}.")
+    methods = raw.get("methods", SuiteConfig.model_fields["methods"].get_default(call_default_factory=True))
+    configs = raw.get("method_configs") or {}
+    if not (isinstance(methods, list) and isinstance(configs, dict)):
+        return raw  # malformed: validation names the key
+    configs = dict(configs)
+    for name in methods:
+        if isinstance(name, str) and name in defaults and isinstance(configs.get(name) or {}, dict):
+            configs[name] = deep_merge(defaults[name], configs.get(name) or {})
+    if configs:
+        raw["method_configs"] = configs
+    return raw
 
 
 def validate_names(suite: SuiteConfig, origin: Origin | Path) -> None:

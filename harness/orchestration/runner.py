@@ -9,6 +9,7 @@ so a resumed run gives the same numbers as an uninterrupted one.
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
 import traceback
@@ -44,7 +45,7 @@ from harness.core.store import (
 )
 from harness.core.context import TrainContext
 from harness.core.adapters import attach_adapter, merge_adapter
-from harness.training import train_domain
+from harness.training import effective_settings, train_before_sequence, train_domain
 from methods import build_method
 
 VERSIONED = ("erosion-bench", "torch", "transformers", "peft", "lm_eval")
@@ -86,6 +87,7 @@ class Run:
         self.run_id = make_run_id(handle.name, method_name, ordering, seed, self.config_hash)
         self.versions = library_versions()
         self.starting_fingerprint: str | None = None  # of the loaded starting model, set by a run
+        self.adapter_policy = suite.training.adapter_policy  # the effective one, set by a run
 
     # ---- bookkeeping ---------------------------------------------------------------------------
     def info(self, **changes: Any) -> RunInfo:
@@ -205,7 +207,7 @@ class Run:
         folder = self.store.trained_dir(self.run_id)
         atomic_write_dir(folder / name, save)
         manifest = read_json(folder / TRAINED_MANIFEST) or {
-            "policy": self.suite.training.adapter_policy, "start": str(self.handle.chat),
+            "policy": self.adapter_policy, "start": str(self.handle.chat),
             "tokenizer": str(self.handle.tokenizer), "prepared": None, "adapters": {}, "models": {}}
         if kind == "prepared":
             manifest["prepared"] = name
@@ -248,13 +250,14 @@ class Run:
             return info
 
     def _train_and_evaluate(self) -> None:
-        settings = self.suite.training
         torch.set_num_threads(self.suite.threads_per_run)
         set_seed(self.seed)
         tokenizer = load_tokenizer(self.handle.tokenizer)
         model = load_model(self.handle.chat, self.handle.dtype)
         self.starting_fingerprint = weights_fingerprint(model)
         method = build_method(self.method_name, self.suite.method_configs.get(self.method_name))
+        settings = effective_settings(self.suite.training, method)
+        self.adapter_policy = settings.adapter_policy  # the method's, where it requires one (what trained/ holds)
         n_domains = len(self.ordering)
         ctx = TrainContext(model=model, tokenizer=tokenizer, settings=settings, calibration=calibration_set(self.seed),
                            seed=self.seed, domains=self.ordering,
@@ -267,15 +270,19 @@ class Run:
             start = checkpoint["after"]
             ctx.model = self._restore(ctx.model, checkpoint, settings)
             method.load_state_dict(checkpoint["method"])
+            extras = checkpoint.get("extras", {})
         else:
             done, start = 0, 0  # nothing usable: start over (a redone step overwrites atomically)
             method.prepare(ctx)
+            # domains' adapters are seeded seed * 100 + k (k >= 1), the persistent one with seed
+            before = train_before_sequence(ctx, method, self.seed * 100)
+            extras = {"train": before} if before else {}
             self.keep_prepared(ctx.model, tokenizer)
             if settings.adapter_policy == "persistent":
                 ctx.model = attach_adapter(ctx.model, settings, self.seed)
-            self.save_checkpoint(0, ctx.model, method.state_dict(), {})
+            self.save_checkpoint(0, ctx.model, method.state_dict(), extras)
         if start == done:
-            self.evaluate(ctx.model, tokenizer, start, (checkpoint or {}).get("extras", {}))
+            self.evaluate(ctx.model, tokenizer, start, extras)
         for k in range(start + 1, n_domains + 1):
             extras = self._train_one_domain(ctx, method, k)
             self.save_checkpoint(k, ctx.model, method.state_dict(), extras)
@@ -290,7 +297,7 @@ class Run:
     def _train_one_domain(self, ctx: TrainContext, method, k: int) -> dict[str, Any]:
         started = time.time()
         ctx.domain, ctx.domain_index, ctx.events = self.ordering[k - 1], k - 1, []
-        settings = self.suite.training
+        settings = ctx.settings
         ctx.domain_examples = domain_examples(ctx.domain, settings.examples_per_domain, self.seed)
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = attach_adapter(ctx.model, settings, self.seed * 100 + k)
@@ -299,7 +306,9 @@ class Run:
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = merge_adapter(ctx.model)
         if self.suite.keep_models and k == len(self.ordering):
-            self.keep_full_model(k, ctx.model, ctx.tokenizer)
+            # A persistent adapter stays attached for the evaluation: keep a merged copy.
+            merged = ctx.model if settings.adapter_policy == "merge_per_domain" else copy.deepcopy(ctx.model).merge_and_unload()
+            self.keep_full_model(k, merged, ctx.tokenizer)
         return {"train": stats, "events": ctx.events, "train_seconds": time.time() - started,
                 **method.domain_report(ctx)}
 
