@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup leaderboard orderings t5 test test-fast bench prefetch world clean
+.PHONY: setup leaderboard orderings t5 test test-fast bench gpu-check prefetch world clean
 
 # torch first, from the pinned CPU build, so nothing else can pull a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -54,6 +54,10 @@ test-fast: prefetch
 
 bench: world
 	$(BIN)/python -m bench.run --results $(RESULTS)
+
+# One GPU, no network, at most 8 minutes: bench/gpu-results.json and .md (docs/paper-scale.md).
+gpu-check:
+	$(BIN)/python -m bench.gpu_check
 
 clean:
 	rm -rf $(RESULTS)

@@ -128,10 +128,12 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pairs: Mapping[str, LoraPair]) -> dict[str, torch.Tensor]:
+def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pairs: Mapping[str, LoraPair],
+                      to: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     """Per-example gradients of the per-example response NLL w.r.t. vec([B; A]) of every layer,
     from one batched backward pass (hooks on the LoRA modules: input activations x output gradients).
-    Returns layer -> (batch, p) float32. Parameter ``.grad`` fields are left untouched."""
+    Returns layer -> (batch, p) float32, moved to ``to`` layer by layer as each is formed (so the
+    accelerator never holds more than one layer's rows). Parameter ``.grad`` fields are left untouched."""
     batch_size = batch["input_ids"].shape[0]
     modules = {layer: model.get_submodule(layer) for layer in pairs}
     weights = {layer: (modules[layer].lora_A[p.adapter].weight, modules[layer].lora_B[p.adapter].weight) for layer, p in pairs.items()}
@@ -145,7 +147,7 @@ def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pa
         weight_a, weight_b = weights[layer]
         grad_b = capture_b.weight_grads(batch_size, weight_b)
         grad_a = capture_a.weight_grads(batch_size, weight_a)
-        grads[layer] = torch.cat([grad_b.flatten(1), grad_a.flatten(1)], dim=1)
+        grads[layer] = torch.cat([grad_b.flatten(1), grad_a.flatten(1)], dim=1).to(to or grad_b.device)
     return grads
 
 
@@ -168,9 +170,10 @@ def collect_grads(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Exa
     with eval_mode(model):
         for batch in fixed_batches(tokenizer, examples, batch_size, max_len):
             batch = {k: v.to(device) for k, v in batch.items()}
-            for layer, grads in per_example_grads(model, batch, pairs).items():
-                rows[layer].append(grads.cpu())
-    return {layer: torch.cat(chunks) for layer, chunks in rows.items()}
+            for layer, grads in per_example_grads(model, batch, pairs, to="cpu").items():
+                rows[layer].append(grads)
+    # Each layer's chunks are dropped as its G is formed: host memory peaks at G plus one layer, not 2 G.
+    return {layer: torch.cat(rows.pop(layer)) for layer in list(rows)}
 
 
 # ---- Fisher subspaces -----------------------------------------------------------------------------
@@ -229,6 +232,14 @@ def fisher_subspace(grads: torch.Tensor, rho: float) -> Subspace:
     n = grads.shape[0]
     trace = float(grads.double().pow(2).sum() / n)
     return _eigen_basis(grads / n**0.5, trace, rho)
+
+
+def layer_subspaces(grads: dict[str, torch.Tensor], device: torch.device | str, rho: float) -> dict[str, Subspace]:
+    """:func:`fisher_subspace` of every layer's G (N x p, host memory), one layer on ``device`` at a
+    time: each G is popped from ``grads`` as it moves, and released once its subspace is known, so the
+    device holds one layer's G and its N x N Gram matrix; across layers only the kept bases (p x k)
+    accumulate (tests/test_ssi_memory.py)."""
+    return {layer: fisher_subspace(grads.pop(layer).to(device), rho) for layer in list(grads)}
 
 
 def merge_subspaces(old: Subspace, new: Subspace, rho: float) -> Subspace:

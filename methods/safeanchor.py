@@ -15,8 +15,8 @@ from harness.core.safety_data import CalibrationSet
 from harness.core.losses import lm_loss
 from methods.registry import register
 from methods.base import Method, MethodConfig, TrainingBlock
-from methods.lora_utils import (LoraPair, Subspace, collect_grads, complete_pairs, coverage_rank, fisher_subspace,
-                                flatten_pair, kl_to_snapshot, lora_pairs, merge_subspaces, remove_component,
+from methods.lora_utils import (LoraPair, Subspace, collect_grads, complete_pairs, coverage_rank, flatten_pair,
+                                kl_to_snapshot, layer_subspaces, lora_pairs, merge_subspaces, remove_component,
                                 safety_replay, unflatten_pair)
 
 REPAIR = "csm_repair"
@@ -205,9 +205,7 @@ class SafeAnchor(Method):
     def _fisher_subspaces(self, ctx, examples: list[Example]) -> dict[str, Subspace]:
         cfg = self.config
         grads = collect_grads(ctx.model, ctx.tokenizer, examples, lora_pairs(ctx.trainable()), cfg.fisher_batch_size, ctx.settings.max_seq_len)
-        device = next(ctx.model.parameters()).device
-        # One layer's G on the device at a time, released once its subspace is known.
-        return {layer: fisher_subspace(grads.pop(layer).to(device), cfg.rho) for layer in list(grads)}
+        return layer_subspaces(grads, next(ctx.model.parameters()).device, cfg.rho)
 
     def _with_memory(self, fresh: Mapping[str, Subspace], memory: Mapping[str, Subspace] | None = None) -> dict[str, Subspace]:
         memory = self.memory if memory is None else memory

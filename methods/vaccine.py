@@ -8,6 +8,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from pydantic import Field
 
+from harness.core.losses import lm_loss
 from harness.core.settings import LORA_TARGETS, LoraSettings, TrainSettings
 from methods.registry import register
 from methods.base import Method, MethodConfig, TrainingBlock

@@ -6,6 +6,12 @@ is not reused (``max_calls=1``, so GPU memory is returned); on CPU it asks for
 otherwise a local Ray starts without its dashboard and is shut down at the end. A task that raises
 or whose worker dies is recorded as failed; the rest of the suite goes on, and a rerun redoes only
 failed or missing runs.
+
+A cluster (``--address``) works on one contract (docs/paper-scale.md): every node sees the results
+folder, the data directory and the prepared model folders at the driver's paths (a shared
+filesystem), and has the same code installed. Each task checks that before it starts
+(:func:`check_shared_paths`) and fails its run with a message naming the path it cannot see; the
+driver records that failure, since such a worker cannot write to the results folder itself.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -20,6 +27,7 @@ from tqdm.auto import tqdm
 from harness.orchestration.config import SuiteConfig
 from harness.core.errors import ConfigError
 from harness.orchestration.presets import PRESETS
+from harness.core.errors import ErosionError
 from harness.core.models import ModelHandle
 from harness.core.store import ResultStore, RunInfo, make_run_id
 
@@ -59,8 +67,38 @@ def longest_first(jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=lambda job: -job.cost())
 
 
-def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str) -> dict[str, Any]:
+class SharedPathError(ErosionError):
+    """A worker cannot see a path the driver shares with it."""
+
+
+def shared_paths(handle: ModelHandle, results: str, data: str) -> dict[str, str]:
+    """What every node must see at the driver's path: the results folder, the data directory and
+    the model's folders (a hub id is not a path: each node loads it from its own hub cache)."""
+    paths = {"results folder": results, "data directory": data}
+    for what, ref in (("model", handle.chat), ("base model", handle.base), ("tokenizer", handle.tokenizer)):
+        if Path(ref).is_absolute():
+            paths[f"{what} folder"] = ref
+    return paths
+
+
+def check_shared_paths(paths: dict[str, str]) -> None:
+    for what, path in paths.items():
+        if not Path(path).is_dir():
+            raise SharedPathError(
+                f"The worker on {socket.gethostname()} cannot see the {what} {path}. Every node of a Ray cluster "
+                f"must see the results folder, the data directory and the model folders at the driver's paths. "
+                f"Fix: put {path} on a filesystem shared by every node, mounted at the same path (docs/paper-scale.md).")
+
+
+def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str,
+                shared: dict[str, str] | None = None) -> dict[str, Any]:
+    """One run. ``shared`` (on a cluster): the paths of :func:`shared_paths`, checked first; the run
+    then reads the driver's data directory."""
     from harness.orchestration.runner import Run
+
+    if shared is not None:
+        check_shared_paths(shared)
+        os.environ["EROSION_DATA"] = shared["data directory"]
 
     run = Run(suite, handle, job.method, list(job.ordering), job.seed, ResultStore(results))
     info = run.execute()
@@ -126,7 +164,11 @@ def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: Res
             num_cpus=suite.threads_per_run, num_gpus=gpus, max_retries=suite.max_retries,
             retry_exceptions=False, max_calls=1 if gpus else 0,  # 0: reuse CPU workers without limit
         )(execute_job)
-        futures = {task.remote(suite, handle, job, str(store.root)): job for job in jobs}
+        from harness.core.data import data_dir
+
+        results = str(store.root.resolve())  # a worker's working directory is not the driver's
+        shared = shared_paths(handle, results, str(data_dir().resolve()))
+        futures = {task.remote(suite, handle, job, results, shared): job for job in jobs}
         per_task = gpus or suite.threads_per_run
         capacity = ray.cluster_resources().get("GPU" if gpus else "CPU", 1)
         progress, outcomes = Progress(len(jobs), slots=max(1, int(capacity // per_task))), []

@@ -1,0 +1,122 @@
+"""A real two-node Ray cluster on 127.0.0.1: a head with no CPUs (so no run can land there) and a
+second raylet with its own temp dir that runs every task. A suite run with ``--address`` gives the
+same records as a local run; a worker node that cannot see the results folder (hidden from it by a
+mount namespace) fails its run with a message naming the folder (the contract: docs/paper-scale.md).
+Only the processes this test starts are stopped, by their process group."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from harness.core.store import ResultStore
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_SUITE = REPO / "tests" / "tiny-suite.yaml"
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"Ray's head did not listen on port {port} within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the node's own process group (``ray start --block`` then stops what it started)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextmanager
+def two_node_cluster(hide: Path | None = None) -> Iterator[str]:
+    """Address of a head (0 CPUs) plus one worker node (1 CPU); ``hide``: a folder the worker node
+    sees as an empty tmpfs (its own mount namespace)."""
+    port, temp = free_port(), Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
+    common = ["--block", "--disable-usage-stats"]
+    nodes = []
+    try:
+        nodes.append(subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--num-cpus", "0", "--num-gpus", "0",
+                                       "--include-dashboard=false", "--temp-dir", str(temp / "head"), *common],
+                                      cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_port(port)
+        worker = [RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
+                  "--temp-dir", str(temp / "worker"), *common]
+        if hide is not None:
+            worker = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                      f'mount -t tmpfs none "{hide}" && exec "$@"', "sh", *worker]
+        nodes.append(subprocess.Popen(worker, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield f"127.0.0.1:{port}"
+    finally:
+        for node in reversed(nodes):
+            stop(node)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def erosion_run(results: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(TINY_SUITE), "--results", str(results), "--no-leaderboard", *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
+
+
+def scores(results: Path) -> list[tuple]:
+    keys = ("model", "method", "ordering", "seed", "config_hash", "step", "benchmark", "metric", "value")
+    return sorted(tuple(r[k] for k in keys) for r in ResultStore(results, create=False).records())
+
+
+def can_hide_folders() -> bool:
+    probe = Path(tempfile.mkdtemp(prefix="hide-", dir="/tmp"))
+    try:
+        return shutil.which("unshare") is not None and subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "none", str(probe)],
+            capture_output=True).returncode == 0
+    finally:
+        probe.rmdir()
+
+
+@pytest.mark.slow
+def test_a_suite_on_a_second_node_records_what_a_local_run_records(tmp_path: Path, tiny_world) -> None:
+    local = erosion_run(tmp_path / "local", "--executor", "local")
+    assert local.returncode == 0, local.stderr[-2000:]
+    with two_node_cluster() as address:
+        remote = erosion_run(tmp_path / "cluster", "--address", address)
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    assert scores(tmp_path / "cluster") == scores(tmp_path / "local") != []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_hide_folders(), reason="needs unshare and mount (root) to hide a folder from one node")
+def test_a_worker_that_cannot_see_the_results_folder_fails_its_run_naming_it(tmp_path: Path, tiny_world) -> None:
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    results = hidden / "results"
+    with two_node_cluster(hide=hidden) as address:
+        remote = erosion_run(results, "--address", address)
+    assert remote.returncode == 1
+    (info,) = ResultStore(results, create=False).runs()
+    assert info.status == "failed"
+    assert f"cannot see the results folder {results}" in info.error and "docs/paper-scale.md" in info.error
