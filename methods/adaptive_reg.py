@@ -16,8 +16,7 @@ from harness.core.data import Example
 from harness.core.errors import ConfigError
 from methods.registry import register
 from methods.base import Method, MethodConfig
-from methods.lora_utils import eval_mode, fixed_batches, response_kl
-from methods.vaccine import decoder_layers
+from methods.lora_utils import decoder_layers, eval_mode, fixed_batches, response_kl
 
 
 class AdaptiveRegConfig(MethodConfig):

@@ -320,3 +320,11 @@ def safety_replay(calibration: CalibrationSet, n: int, harmful_share: float, see
     rng = random.Random(seed)
     n_harmful = round(n * harmful_share)
     return _take(calibration.harmful, n_harmful, rng) + _take(calibration.benign, n - n_harmful, rng)
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks (the first ModuleList named ``layers``, through any PEFT wrapping)."""
+    for name, module in model.named_modules():
+        if name.endswith("layers") and isinstance(module, torch.nn.ModuleList):
+            return list(module)
+    raise ValueError("no decoder layer list (a ModuleList named 'layers') in this model")
