@@ -23,7 +23,7 @@ from benchmarks.composite import composites
 from benchmarks.judges import Judge, get_judge
 from benchmarks.lm import ChatLM
 from harness.config import SuiteConfig, stable_hash
-from harness.domains import domain_examples
+from harness.domains import training_examples
 from harness import faults
 from harness.faults import reached
 from harness.models import ModelHandle, device, load_model, load_tokenizer
@@ -226,7 +226,7 @@ class Run:
         started = time.time()
         ctx.domain, ctx.domain_index, ctx.events = self.ordering[k - 1], k - 1, []
         settings = self.suite.training
-        ctx.domain_examples = domain_examples(ctx.domain, settings.examples_per_domain, self.seed)
+        ctx.domain_examples = training_examples(ctx.domain, settings.examples_per_domain, self.seed)
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = attach_adapter(ctx.model, settings, self.seed * 100 + k)
         stats = train_domain(ctx, method, ctx.domain_examples)

@@ -56,6 +56,6 @@ def build_method(name: str, fields: dict | None = None, where: str = "") -> Meth
 
 
 # Built-in methods register themselves on import.
-from methods import ewc, interleave, olora, safe_lora, safeanchor, safegrad, standard_lora, vaccine  # noqa: E402,F401
+from methods import ewc, interleave, no_training, olora, safe_lora, safeanchor, safegrad, standard_lora, vaccine  # noqa: E402,F401
 
 __all__ = ["METHODS", "Method", "MethodConfig", "TrainingBlock", "all_methods", "build_method", "register", "resolve_method"]
