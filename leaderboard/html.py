@@ -12,7 +12,7 @@ from html import escape
 
 from leaderboard.aggregate import Board
 from leaderboard.plots import Plot
-from leaderboard.tables import HEADLINE_FORMULA, Section, Table, metadata, scale_note, scope
+from leaderboard.tables import HEADLINE_FORMULA, HEADLINE_HEADING, Section, Table, metadata, scale_note, scope
 
 ABSENT_WORDS = ("failed", "missing", "running")
 
@@ -118,6 +118,9 @@ def section_html(section: Section) -> str:
         f"<h2>{escape(scope(section.model, section.scale))}</h2>",
         f'<p class="note">{escape(scale_note(section.scale))}</p>',
     ]
+    if section.headline:
+        parts.append(f'<div class="headline"><h3>{escape(HEADLINE_HEADING)}</h3>'
+                     + "".join(plot_html(p) for p in section.headline) + "</div>")
     if section.checks or section.details:
         checks = table_html(section.checks) if section.checks else ""
         details = definition_list(section.details) if section.details else ""
