@@ -7,6 +7,7 @@ from leaderboard.aggregate import RunSummary
 from leaderboard.continual import (
     NLL,
     TASK,
+    TASK_METRICS,
     backward_transfer,
     final_average,
     final_gain,
@@ -113,3 +114,9 @@ def test_rows_average_seeds_and_rank_by_learning_retained():
 def test_a_run_without_the_measure_has_no_utility():
     assert run_utility(summary("standard_lora", 0), NLL) is None
     assert utility_rows([summary("standard_lora", 0)]) == []
+
+
+def test_task_metrics_are_the_domain_composite_terms():
+    from benchmarks.composite import DOMAIN_PARTS  # the leaderboard cannot import benchmarks (torch)
+
+    assert set(TASK_METRICS.values()) == {f"{benchmark}/{metric}" for benchmark, metric in DOMAIN_PARTS}
