@@ -106,8 +106,9 @@ class Run:
         started = time.time()
         lm = ChatLM(model, tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size, device=device())
         # An untouched starting model scores the same in every run (greedy decoding): the first run
-        # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed).
-        share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
+        # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed),
+        # at any step: a model that trained nothing (no_training) is the starting model after every domain.
+        share = weights_fingerprint(model) == self.starting_fingerprint
         scores, n_items, reused = {}, {}, []
         for name in self.suite.benchmarks:
             key = self.starting_key(name) if share else None
