@@ -21,28 +21,29 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
-
-from functools import lru_cache
 
 from harness.data import Example, data_dir, dataset_file, read_csv, read_json, read_jsonl, require_fields, stable_bucket
 
 MEDQA_EVAL_PERCENT = 25
-CODE_HELD_OUT_PERCENT = 5  # of CodeAlpaca's 6,552 instructions: ~330 held out, the rest is training data
+CODE_HELD_OUT_PERCENT = 5  # of CodeAlpaca's 6,552 rows: 305 held out, the rest is training data
 FINANCE_LABELS = {"0": "Bearish", "1": "Bullish", "2": "Neutral"}
 ANSWER_PREFIX = "The answer is"  # opens every short-answer domain's reply (see above)
+
+
+Builder = Callable[[], list[Example]]
 
 
 @dataclass(frozen=True)
 class Domain:
     name: str
     description: str
-    build: Callable[[], list[Example]]
-    held_out: Callable[[], list[Example]]  # never trained on; the domain_nll benchmark's items
+    build: Builder
+    held_out: Builder  # never trained on; the domain_nll benchmark's items
 
 
-Builder = Callable[[], list[Example]]
 DOMAINS: dict[str, Domain] = {}
 
 
