@@ -385,7 +385,7 @@ def matrix_tables(board: Board) -> list[Table]:
             model=model,
             scale=scale,
             title=f"R[t][i]: {'held-out NLL' if measure == 'nll' else 'task metric'} per domain after each step, ordering {ordering} — {scope(model, scale)}",
-            caption=f"{UTILITY_CAPTION[measure].capitalize()}, mean over seeds; the diagonal below the start row is each domain right after its training. "
+            caption=f"{UTILITY_CAPTION[measure][0].upper()}{UTILITY_CAPTION[measure][1:]}, mean over seeds; the diagonal below the start row is each domain right after its training. "
                     + scale_note(scale),
             headers=["Method", "After"] + domains,
             rows=body,
