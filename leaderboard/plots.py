@@ -76,7 +76,8 @@ def safety_utility_plot(runs: list[RunSummary], model: str, scale: str, domains:
     retained = retained_by_run(usable)
     panels = (
         ("learning retained (% of Standard LoRA's held-out NLL gain)",
-         lambda r: retained.get(r.run_id), 0.0, "no held-out NLL (domain_nll) in these runs"),
+         lambda r: retained.get(r.run_id), 0.0,
+         f"no learning retained: it needs domain_nll and a {REFERENCE_METHOD} run in the same ordering"),
         ("final domain composite (task metrics)",
          lambda r: r.value(r.n_steps, DOMAIN_COMPOSITE), mean_sd(r.value(0, DOMAIN_COMPOSITE) for r in usable)[0],
          "no domain benchmarks in these runs"),
