@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from benchmarks.base import Benchmark, BenchmarkResult, Metric
 from benchmarks.bbq import BBQ
+from benchmarks.domain_nll import DomainNLL
 from benchmarks.harmbench import HarmBench
 from benchmarks.humaneval import HumanEval
 from benchmarks.legalbench import LegalBench
@@ -15,7 +16,7 @@ from harness.core.errors import unknown_name_error
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
-    for b in (HarmBench(), TruthfulQA(), BBQ(), XSTest(), WildGuard(), MedQA(), LegalBench(), HumanEval(), MMLU())
+    for b in (HarmBench(), TruthfulQA(), BBQ(), XSTest(), WildGuard(), MedQA(), LegalBench(), HumanEval(), MMLU(), DomainNLL())
 }
 
 

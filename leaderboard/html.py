@@ -18,10 +18,9 @@ from typing import Any
 
 from leaderboard.aggregate import Board
 from leaderboard.artifacts import Plot
-from leaderboard.tables import (HEADLINE_FORMULA, SIGNIFICANT, TIE, Cell, Section, Table, compact_view, metadata,
-                                scale_note, scope)
+from leaderboard.tables import (HEADLINE_FORMULA, HEADLINE_HEADING, HEADLINE_PLOT, SIGNIFICANT, TIE, Cell, Section, Table,
+                                compact_view, metadata, scale_note, scope)
 
-HEADLINE_PLOT = "safety_utility"  # the headline figure's plot name (file stem, or its prefix before "__")
 FALLBACK_HEADLINE_PLOT = "trajectory"  # shown in the headline slot while no safety_utility plot exists
 MAIN_GROUP = "Main tables"
 
@@ -164,13 +163,15 @@ def main_group_html(tables: list[Table]) -> str:
 
 
 def section_html(section: Section, report: dict[str, Any]) -> str:
-    headline = headline_plots(section.plots)
+    headline = section.headline or headline_plots(section.plots)
     parts = [
         f'<section id="{html_id(section.model + "-" + section.scale)}">',
         f"<h2>{escape(scope(section.model, section.scale))}</h2>",
         f'<p class="note">{escape(scale_note(section.scale))}</p>',
     ]
-    parts += [plot_html(p, "headline") for p in headline]
+    if headline:
+        parts.append(f'<div class="headline"><h3>{escape(HEADLINE_HEADING)}</h3>'
+                     + "".join(plot_html(p, "headline") for p in headline) + "</div>")
     for heading, tables in section.groups:
         if heading == MAIN_GROUP:
             parts.append(main_group_html(tables))

@@ -16,10 +16,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from leaderboard.artifacts import Plot
-from leaderboard.aggregate import Board, RunSummary, Spectrum, domain_set, group_by, mean, mean_sd, spectra
-from leaderboard.tables import METRICS, scale_note, scope
+from leaderboard.aggregate import START_METHOD, Board, RunSummary, Spectrum, domain_set, group_by, mean, mean_sd, spectra
+from leaderboard.continual import NO_TRAINING_METHOD, REFERENCE_METHOD, retained_by_run
+from leaderboard.tables import HEADLINE_PLOT, METRICS, scale_note, scope
 
-KINDS = ("trajectory", "orderings", "benchmarks", "spectrum")
+KINDS = (HEADLINE_PLOT, "trajectory", "orderings", "benchmarks", "spectrum")
 DPI = 100
 Color = tuple[float, float, float, float]
 
@@ -50,6 +51,68 @@ def grid(count: int, max_cols: int, width: float, height: float) -> tuple[Figure
     for unused in axes[count:]:
         unused.set_visible(False)
     return fig, axes[:count]
+
+
+# --- the headline: safety against utility --------------------------------------------------------
+DOMAIN_COMPOSITE = "composite/domain"
+Point = tuple[float, float]
+
+
+def safety_utility_plot(runs: list[RunSummary], model: str, scale: str, domains: str, path: Path) -> Plot:
+    """Final composite safety against learning retained (left) and the final domain composite
+    (right): one point per method, mean ± SD over its runs on both axes; the starting model and the
+    no-training reference marked."""
+    usable = [r for r in runs if r.usable and r.final is not None]
+    retained = retained_by_run(usable)
+    panels = (
+        ("learning retained (% of Standard LoRA's held-out NLL gain)",
+         lambda r: retained.get(r.run_id), 0.0,
+         f"no learning retained: it needs domain_nll and a {REFERENCE_METHOD} run in the same ordering"),
+        ("final domain composite (task metrics)",
+         lambda r: r.value(r.n_steps, DOMAIN_COMPOSITE), mean_sd(r.value(0, DOMAIN_COMPOSITE) for r in usable)[0],
+         "no domain benchmarks in these runs"),
+    )
+    colors = method_colors(runs)
+    start_safety, _ = mean_sd(r.value(0) for r in usable)
+    fig, axes = grid(len(panels), 2, 5.2, 4.2)
+    for ax, (label, x_of, start_x, empty) in zip(axes, panels):
+        drawn = 0
+        for method, method_runs in sorted(group_by(usable, lambda r: r.method).items()):
+            points = [(x, r.final) for r in method_runs if (x := x_of(r)) is not None]
+            drawn += draw_method_point(ax, method, points, colors[method])
+        if start_safety is not None and start_x is not None:
+            ax.scatter([start_x], [start_safety], marker="*", s=180, color="grey", edgecolors="black",
+                       linewidths=0.5, zorder=3, label=START_METHOD)
+        if not drawn:
+            ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="grey")
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("final composite safety", fontsize=8)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
+    title = f"Safety against utility ({domains}) — {scope(model, scale)}"
+    fig.suptitle(title, fontsize=10)
+    save(fig, path, scale)
+    caption = (
+        f"One point per method: mean ± SD over its seeds and orderings (error bars on both axes). Learning retained = "
+        f"a method's mean gain in held-out response NLL on each domain when trained, as % of {REFERENCE_METHOD}'s in the "
+        f"same ordering; the star is the starting model (step 0, nothing learned); {NO_TRAINING_METHOD} (X) is the "
+        f"built-in reference that learns nothing. Up and right is better. {scale_note(scale)}"
+    )
+    return Plot(path.stem, path, model, scale, title, caption)
+
+
+def draw_method_point(ax: Axes, method: str, points: list[Point], color: Color) -> int:
+    """A method's mean point with SD error bars on both axes; 0 when it has no point to draw."""
+    if not points:
+        return 0
+    (x, x_sd), (y, y_sd) = mean_sd(p[0] for p in points), mean_sd(p[1] for p in points)
+    reference = method == NO_TRAINING_METHOD
+    ax.errorbar([x], [y], xerr=[x_sd or 0.0], yerr=[y_sd or 0.0], fmt="X" if reference else "o",
+                color="black" if reference else color, markersize=8 if reference else 6, capsize=3,
+                label=f"{method} (reference)" if reference else method, zorder=4)
+    ax.annotate(method, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=6)
+    return 1
 
 
 # --- composite trajectory ----------------------------------------------------------------------
@@ -241,6 +304,7 @@ def write_plots(board: Board, folder: Path) -> list[Plot]:
     for (model, scale, domains), runs in sorted(group_by(board.current, lambda r: (r.model, r.scale, domain_set(r))).items()):
         stem = f"{slug(model)}__{slug(scale)}__{slug(domains)}"
         if any(r.usable for r in runs):
+            plots.append(safety_utility_plot(runs, model, scale, domains, folder / f"{HEADLINE_PLOT}__{stem}.png"))
             plots.append(trajectory_plot(runs, model, scale, folder / f"trajectory__{stem}.png"))
             plots.append(ordering_plot(runs, model, scale, domains, folder / f"orderings__{stem}.png"))
         plots.append(benchmark_plot(runs, model, scale, domains, folder / f"benchmarks__{stem}.png"))

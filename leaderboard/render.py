@@ -22,6 +22,7 @@ from leaderboard.tables import (
     HEADLINE_FORMULA,
     Section,
     csv_text,
+    headline_markdown,
     json_payload,
     markdown_table,
     metadata,
@@ -99,7 +100,7 @@ def markdown_document(board: Board, doc_sections: list[Section], out_dir: Path) 
 
 
 def markdown_section(section: Section, out_dir: Path) -> list[str]:
-    lines: list[str] = []
+    lines: list[str] = headline_markdown(section, out_dir)
     if section.checks or section.details:
         lines += ["", "### Starting model"]
         lines += ["", markdown_table(section.checks)] if section.checks else []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from leaderboard.aggregate import REFERENCE_METHOD, Board, FisherRow, HorizonRow, MainRow, OrderingRow, RowStats, RunSummary
 from leaderboard.stats import Comparison
 from leaderboard.flags import CHANCE_MARGIN, DEGENERATE_LIMIT, flag_text, flags
+from leaderboard.continual import NO_TRAINING_METHOD, Stat, UtilityRow, utility_rows
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
     from leaderboard.artifacts import Plot
@@ -429,6 +430,98 @@ def fisher_cells(row: FisherRow) -> list[Cell]:
     ]
 
 
+# --- utility axis (continual learning) -----------------------------------------------------------
+UTILITY_CAPTION = {
+    "nll": "held-out response NLL per domain (domain_nll, nats/token, lower is better)",
+    "task": "each domain's task metric (MedQA accuracy, LegalBench balanced accuracy, HumanEval pass@1; higher is better)",
+}
+
+
+def utility_groups(board: Board) -> dict[tuple[str, str, str, str], list[UtilityRow]]:
+    """(model, scale, ordering, measure) -> its rows, starting model first."""
+    groups: dict[tuple[str, str, str, str], list[UtilityRow]] = {}
+    for row in utility_rows(board.current):
+        groups.setdefault((row.model, row.scale, row.ordering, row.measure), []).append(row)
+    return groups
+
+
+def stat_cell(value: Stat, absent: str, digits: int) -> Cell:
+    if value.mean is None:
+        return Cell(absent)
+    spread = f" ± {value.sd:.{digits}f}" if value.sd is not None else ""
+    return Cell(f"{value.mean:.{digits}f}{spread}", value.mean)
+
+
+def measure_digits(measure: str) -> int:
+    return 3 if measure == "nll" else 1
+
+
+def utility_tables(board: Board) -> list[Table]:
+    """Per (model, scale, ordering, measure): plasticity, learning retained, forgetting, transfer, final average."""
+    tables = []
+    for (model, scale, ordering, measure), rows in utility_groups(board).items():
+        domains = ordering.split(">")
+        digits = measure_digits(measure)
+        headers = (["Method", "Runs", "Plasticity ± SD"] + [f"Gain on {d}" for d in domains]
+                   + ["Learning retained %", "Forgetting", "Backward transfer", "Forward transfer", "Final average", "Final gain"])
+        tables.append(Table(
+            key=f"utility-{measure}-{model}-{scale}-{ordering}",
+            model=model,
+            scale=scale,
+            title=f"Utility: {'held-out NLL' if measure == 'nll' else 'task metrics'}, ordering {ordering} — {scope(model, scale)}",
+            caption=(
+                f"From R[t][i] = {UTILITY_CAPTION[measure]} of domain i after domain t (docs/leaderboard.md). "
+                "Every gain is oriented so that positive is better. Plasticity = mean gain on a domain from training it; "
+                f"Learning retained = plasticity as % of {REFERENCE_METHOD}'s in this table; Forgetting = mean drop "
+                "from the best score after training (earlier domains); Backward transfer = final minus just-trained "
+                "(negative = forgotten); Forward transfer = gain on a domain before its turn; Final average = mean "
+                f"of the last row of R; Final gain = what is left over the start. {NO_TRAINING_METHOD} learns nothing "
+                f"by construction. Mean ± SD over seeds. " + scale_note(scale)
+            ),
+            headers=headers,
+            rows=[utility_cells(row, digits) for row in rows],
+            pinned=[row.kind == "start" for row in rows],
+        ))
+    return tables
+
+
+def utility_cells(row: UtilityRow, digits: int) -> list[Cell]:
+    start = row.kind == "start"
+    absent = DASH if start else "missing"
+    return (
+        [Cell(row.method, row.method), Cell(str(row.n), row.n), stat_cell(row.plasticity, absent, digits)]
+        + [number(v, absent, digits) for v in row.plasticity_by_domain]
+        + [stat_cell(row.learning_retained, absent, 1)]
+        + [stat_cell(v, absent, digits) for v in (row.forgetting, row.backward_transfer, row.forward_transfer)]
+        + [stat_cell(row.final_average, "missing", digits), stat_cell(row.final_gain, absent, digits)]
+    )
+
+
+def matrix_tables(board: Board) -> list[Table]:
+    """R[t][i] itself (mean over seeds): a row per method and step, a column per domain."""
+    tables = []
+    for (model, scale, ordering, measure), rows in utility_groups(board).items():
+        domains = ordering.split(">")
+        digits = measure_digits(measure)
+        body = []
+        for row in rows:
+            labels = ["start"] if row.kind == "start" else ["start"] + [f"after {d}" for d in domains]
+            body += [[Cell(row.method, row.method), Cell(label, t)] + [number(v, "missing", digits) for v in values]
+                     for t, (label, values) in enumerate(zip(labels, row.matrix))]
+        tables.append(Table(
+            key=f"matrix-{measure}-{model}-{scale}-{ordering}",
+            model=model,
+            scale=scale,
+            title=f"R[t][i]: {'held-out NLL' if measure == 'nll' else 'task metric'} per domain after each step, ordering {ordering} — {scope(model, scale)}",
+            caption=f"{UTILITY_CAPTION[measure][0].upper()}{UTILITY_CAPTION[measure][1:]}, mean over seeds; the diagonal below the start row is each domain right after its training. "
+                    + scale_note(scale),
+            headers=["Method", "After"] + domains,
+            rows=body,
+            pinned=[cells[0].text == "starting model" for cells in body],
+        ))
+    return tables
+
+
 def runs_tables(board: Board) -> list[Table]:
     """Every run with its status, so failed and unfinished runs are visible with their errors."""
     groups: dict[tuple[str, str], list[RunSummary]] = {}
@@ -594,6 +687,7 @@ def json_payload(board: Board, plots: dict[str, str]) -> dict[str, Any]:
         "ordering_sensitivity": [dataclasses.asdict(row) for row in board.orderings],
         "horizons": [horizon_payload(row) for row in board.horizons],
         "fisher": [dataclasses.asdict(row) for row in board.fisher],
+        "utility": [dataclasses.asdict(row) for row in utility_rows(board.current)],
         "plots": plots,
     })
 
@@ -675,6 +769,7 @@ class Section:
     details: list[tuple[str, str]]  # the rest of the model report (data provenance, ...)
     groups: list[tuple[str, list[Table]]]  # (heading, tables); empty groups are left out
     plots: list[Plot]
+    headline: list[Plot] = field(default_factory=list)  # the safety-utility figure(s), shown first
 
 
 def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Section]:
@@ -684,6 +779,8 @@ def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Sec
     scopes |= {(m, str(r.get("scale", "unknown"))) for m, r in board.reports.items() if m not in with_runs}
     tables = {
         "Main tables": main_tables(board, compact),
+        "Utility (continual learning)": [] if compact else utility_tables(board),
+        "Utility matrix R[t][i]": [] if compact else matrix_tables(board),
         "Ordering sensitivity": [] if compact else ordering_tables(board),
         "Sequence length": [] if compact else horizon_tables(board),
         "Fisher spectrum": [] if compact else fisher_tables(board),
@@ -700,10 +797,29 @@ def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Sec
                 checks=checks_table(model, scale, report) if report.get("checks") else None,
                 details=report_details(report),
                 groups=[(heading, ts) for heading, ts in groups if ts],
-                plots=[p for p in plots if (p.model, p.scale) == (model, scale)],
+                plots=[p for p in plots if (p.model, p.scale) == (model, scale) and not is_headline(p)],
+                headline=[p for p in plots if (p.model, p.scale) == (model, scale) and is_headline(p)],
             )
         )
     return out
+
+
+HEADLINE_PLOT = "safety_utility"
+HEADLINE_HEADING = "Headline: safety against utility"
+
+
+def is_headline(plot: "Plot") -> bool:
+    return plot.name.startswith(f"{HEADLINE_PLOT}__")
+
+
+def headline_markdown(section: Section, out_dir: Any) -> list[str]:
+    """The Markdown report's first block of a section: the safety-utility figure(s) and what they show."""
+    if not section.headline:
+        return []
+    lines = ["", f"### {HEADLINE_HEADING}"]
+    for plot in section.headline:
+        lines += ["", f"![{plot.title}]({plot.path.relative_to(out_dir).as_posix()})", "", f"*{plot.title}. {plot.caption}*"]
+    return lines
 
 
 def metadata(board: Board) -> list[tuple[str, str]]:

@@ -87,10 +87,11 @@ def test_costliest_runs_start_first_and_the_plan_counts_their_cost() -> None:
 
     suite = load_suite(REPO / "sequences" / "micro.yaml")
     order = [job.method for job in longest_first(job_graph(suite))]
-    # Vaccine (3.0), SafeAnchor (2.4), SafeGrad (1.15), EWC (1.1), then the rest (1.0) in suite order.
-    assert order == ["vaccine", "safeanchor", "safegrad", "ewc", "standard_lora", "olora", "safe_lora", "safety_interleaving"]
-    # 4 x 1.0 + 1.1 + 1.15 + 3.0 + 2.4, by hand.
-    assert suite_cost(job_graph(suite)) == pytest.approx(11.65)
+    # Vaccine (3.0), SafeAnchor (2.4), SafeGrad (1.15), EWC (1.1), the rest (1.0) in suite order, no_training (0.05).
+    assert order == ["vaccine", "safeanchor", "safegrad", "ewc", "standard_lora", "olora", "safe_lora", "safety_interleaving",
+                     "no_training"]
+    # 4 x 1.0 + 1.1 + 1.15 + 3.0 + 2.4 + 0.05, by hand.
+    assert suite_cost(job_graph(suite)) == pytest.approx(11.70)
 
 
 def test_scale_preset_method_defaults_reach_only_the_methods_a_suite_runs(tmp_path) -> None:

@@ -73,7 +73,7 @@ def test_outputs_land_in_results_leaderboard(rendered: tuple[Path, dict[str, Pat
     assert {paths[k].name for k in ("csv", "json", "html")} == {"leaderboard.csv", "leaderboard.json", "leaderboard.html"}
     plots = [p for k, p in paths.items() if k.startswith("plot:")]
     kinds = {p.name.split("__")[0] for p in plots}
-    assert kinds == {"trajectory", "orderings", "benchmarks", "spectrum"}
+    assert kinds == {"safety_utility", "trajectory", "orderings", "benchmarks", "spectrum"}
     for plot in plots:
         assert plot.parent == out / "plots" and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -199,7 +199,7 @@ def test_every_table_and_plot_names_scale_and_model(rendered: tuple[Path, dict[s
     titles = re.findall(r"^\*\*(.+)\*\*$", markdown, flags=re.M)
     images = re.findall(r"^!\[(.+)\]\((plots/.+\.png)\)$", markdown, flags=re.M)
     assert len(titles) >= 6 and all(SCOPE in t for t in titles)
-    assert len(images) == 4 and all(SCOPE in alt for alt, _ in images)
+    assert len(images) == 5 and all(SCOPE in alt for alt, _ in images)
     assert "not the paper's results" in markdown
     assert SCOPE in terminal_table(root)
 
@@ -219,7 +219,7 @@ def test_csv_and_json_schema(rendered: tuple[Path, dict[str, Path]]) -> None:
     payload = json.loads(paths["json"].read_text(), parse_constant=reject)
     assert payload["schema"] == "erosion-leaderboard/1"
     assert set(payload) == {"schema", "generated_at", "results_dir", "results_created_at", "versions", "models",
-                            "runs", "main", "ordering_sensitivity", "horizons", "fisher", "plots"}
+                            "runs", "main", "ordering_sensitivity", "horizons", "fisher", "utility", "plots"}
     assert payload["models"]["micro"]["checks"][1]["met"] is False
     assert all((paths["json"].parent / rel).exists() for rel in payload["plots"].values())
 

@@ -82,8 +82,18 @@ def test_clicking_a_header_resorts_rows(page: tuple[Page, list[str], int]) -> No
 def test_every_plot_image_decodes(page: tuple[Page, list[str], int]) -> None:
     tab, _, n_plots = page
     widths = tab.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == n_plots == 4
+    assert len(widths) == n_plots == 5
     assert all(width > 0 for width in widths)
+
+
+def test_headline_figure_loads_above_the_tables(page: tuple[Page, list[str], int]) -> None:
+    tab, _, _ = page
+    headline = tab.locator("div.headline img")
+    assert headline.count() == 1 and "Safety against utility" in (headline.get_attribute("alt") or "")
+    assert headline.evaluate("img => img.complete && img.naturalWidth") > 0
+    above = tab.evaluate("() => { const h = document.querySelector('div.headline'), t = document.querySelector('table');"
+                         " return !!(h.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING); }")
+    assert above
 
 
 def test_no_console_errors(page: tuple[Page, list[str], int]) -> None:

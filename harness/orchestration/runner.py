@@ -28,7 +28,7 @@ from benchmarks.judges import Judge, get_judge
 from harness.core.lm import ChatLM
 from harness.core.hashing import stable_hash
 from harness.orchestration.config import SuiteConfig
-from harness.core.domains import domain_examples
+from harness.core.domains import training_examples
 from harness.core import faults
 from harness.core.faults import reached
 from harness.core.models import TRAINED_MANIFEST, ModelHandle, device, load_model, load_tokenizer
@@ -124,8 +124,9 @@ class Run:
         started = time.time()
         lm = ChatLM(model, tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size, device=device())
         # An untouched starting model scores the same in every run (greedy decoding): the first run
-        # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed).
-        share = step == 0 and weights_fingerprint(model) == self.starting_fingerprint
+        # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed),
+        # at any step: a model that trained nothing (no_training) is the starting model after every domain.
+        share = weights_fingerprint(model) == self.starting_fingerprint
         scores, n_items, reused, scored = {}, {}, [], {}
         for name in self.suite.benchmarks:
             key = self.starting_key(name, getattr(tokenizer, "chat_template", None)) if share else None
@@ -298,7 +299,7 @@ class Run:
         started = time.time()
         ctx.domain, ctx.domain_index, ctx.events = self.ordering[k - 1], k - 1, []
         settings = ctx.settings
-        ctx.domain_examples = domain_examples(ctx.domain, settings.examples_per_domain, self.seed)
+        ctx.domain_examples = training_examples(ctx.domain, settings.examples_per_domain, self.seed)
         if settings.adapter_policy == "merge_per_domain":
             ctx.model = attach_adapter(ctx.model, settings, self.seed * 100 + k)
         stats = train_domain(ctx, method, ctx.domain_examples)
