@@ -1,19 +1,16 @@
-"""The four issue-21 methods through the real runner on the tiny world (2 steps per domain), their
-reports in the run's records, and `erosion methods` listing them with their config fields."""
+"""The four issue-21 methods: what `ctx.trainable()` is in prepare, and resumes (their tiny runs and
+listing: tests/test_methods_runs.py)."""
 from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
 from harness.core.store import ResultStore
-from methods import all_methods
 from test_methods_support import TINY_SUITE
 
 NEW = ["guardspace", "adaptive_reg", "asft", "ema"]
 SMALL = {"guardspace": {"calibration_size": 16}, "adaptive_reg": {"predictor_examples": 24}}
-REPORTS = {"guardspace": "guardspace", "adaptive_reg": "adaptive_reg", "asft": "asft", "ema": "ema"}
 
 
 @pytest.fixture(scope="module")
@@ -21,31 +18,6 @@ def suite(tiny_world):
     overrides = {"benchmarks": ["harmbench"], "eval": {"caps": {"harmbench": 4}}, "training": {"max_steps": 2},
                  "methods": NEW, "method_configs": SMALL}
     return load_suite(TINY_SUITE, overrides)
-
-
-@pytest.mark.parametrize("name", NEW)
-def test_new_method_runs_the_tiny_sequence(name, suite, tiny_world, tmp_path):
-    store = ResultStore(tmp_path / "results")
-    run = Run(suite, tiny_world, name, suite.domains, 0, store)
-    info = run.execute()
-    assert info.status == "done", info.error
-    steps = store.step_extras(run.run_id)
-    assert len(steps) == 3 and all(s["train"]["domain"]["steps"] == 2 for s in steps[1:])
-    assert {r["method"] for r in store.records()} == {name}
-    assert all(REPORTS[name] in s for s in steps[1:])
-    if name == "adaptive_reg":
-        assert all(0.5 <= s["adaptive_reg"]["predictor_heldout_accuracy"] <= 1.0 for s in steps[1:])
-    if name == "guardspace":
-        assert all(max(s["guardspace"]["harmful_output_drift"].values()) < 0.5 for s in steps[1:])
-
-
-def test_erosion_methods_lists_the_new_methods_with_their_fields(capsys):
-    assert main(["methods"]) == 0
-    out = capsys.readouterr().out
-    for name in NEW:
-        assert f"\n{name}: " in f"\n{out}"
-        for field in all_methods()[name].Config.model_fields:
-            assert f"    {field} (" in out
 
 
 def test_trainable_in_prepare_is_the_plain_model_then_the_adapter(tiny_world):

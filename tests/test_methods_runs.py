@@ -11,15 +11,19 @@ from harness.core.store import ResultStore
 from methods import all_methods
 from test_methods_support import TINY_SUITE
 
-BUILT_IN = ["standard_lora", "ewc", "olora", "safe_lora", "vaccine", "safegrad", "safety_interleaving", "safeanchor"]
+BUILT_IN = ["standard_lora", "ewc", "olora", "safe_lora", "vaccine", "safegrad", "safety_interleaving", "safeanchor",
+            "guardspace", "adaptive_reg", "asft", "ema"]
 SMALL = {
     "ewc": {"fisher_samples": 8},
     "vaccine": {"examples": 8, "epochs": 1, "batch_size": 4},
     "safegrad": {"alignment_examples": 16, "alignment_batch_size": 2},
     "safeanchor": {"calibration_size": 8, "repair_steps": 2, "repair_safety_examples": 8, "probe_size": 4},
+    "guardspace": {"calibration_size": 16},
+    "adaptive_reg": {"predictor_examples": 24},
 }
 # What each method reports beside the evaluation after a domain.
-REPORTS = {"ewc": "ewc", "safe_lora": "safe_lora", "safegrad": "safegrad", "safeanchor": "fisher_spectrum"}
+REPORTS = {"ewc": "ewc", "safe_lora": "safe_lora", "safegrad": "safegrad", "safeanchor": "fisher_spectrum",
+           "guardspace": "guardspace", "adaptive_reg": "adaptive_reg", "asft": "asft", "ema": "ema"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +46,10 @@ def test_method_runs_the_tiny_sequence(name, suite, tiny_world, tmp_path):
         assert all(REPORTS[name] in s for s in steps[1:])
     if name == "vaccine":  # the alignment stage ran through the loop before the sequence
         assert steps[0]["train"]["vaccine_alignment"]["steps"] == 2
+    if name == "adaptive_reg":  # the risk predictor's held-out accuracy is in the run's records
+        assert all(0.5 <= s["adaptive_reg"]["predictor_heldout_accuracy"] <= 1.0 for s in steps[1:])
+    if name == "guardspace":  # the null-space projector kept the harmful outputs near where they were
+        assert all(max(s["guardspace"]["harmful_output_drift"].values()) < 0.5 for s in steps[1:])
 
 
 @pytest.mark.parametrize("name", ["ewc", "safeanchor"])
