@@ -186,6 +186,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         parse_perturbation(args.perturb)  # a bad spec fails before the model loads
     # Every name and the output folder are checked before any model work.
     benchmarks = {bench: get_benchmark(bench) for bench in expand(args.benchmarks)}
+    if args.out:
+        writable_folder(Path(args.out), "--out")
     chosen = evaluation_model(args.model, args.step, tuple(args.adapter or ()))
     label = chosen.label + (f"+{args.perturb.replace(':', '-')}" if args.perturb else "")
     out = writable_folder(Path(args.out or f"{DEFAULT_RESULTS}/evaluate/{label}"), "--out")
