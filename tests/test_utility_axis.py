@@ -86,7 +86,7 @@ def utility_store(tiny_world, tmp_path_factory):
 def nll_by_step(store: ResultStore, method: str) -> list[dict[str, float]]:
     rows: dict[int, dict[str, float]] = {}
     for r in store.records():
-        if r["method"] == method:
+        if r["method"] == method and r["benchmark"] == "domain_nll":  # not the chance:domain_nll records
             rows.setdefault(r["step"], {})[r["metric"]] = r["value"]
     return [rows[t] for t in sorted(rows)]
 
