@@ -60,7 +60,7 @@ class RunSummary:
     versions: dict[str, str]
     started_at: float | None
     finished_at: float | None
-    fisher: dict[int, dict[str, Any]]  # step -> {layer: {k90_safety, k90_random, eigenvalues_*}}
+    fisher: dict[int, dict[str, Any]]  # step -> {layer: {k90_*, trace_*, eigenvalues_*}}
     superseded_by: str | None = None  # a newer run (another config) of the same model/method/ordering/seed
 
     @property
@@ -376,7 +376,7 @@ def fisher_layers(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for layer, spec in layers.items():
         if not isinstance(spec, dict):
             continue
-        entry: dict[str, Any] = {key: number_or_none(spec.get(key)) for key in ("k90_safety", "k90_random")}
+        entry: dict[str, Any] = {key: number_or_none(spec.get(key)) for key in ("k90_safety", "k90_random", "trace_safety", "trace_random")}
         for kind in ("safety", "random"):
             entry[f"eigenvalues_{kind}"] = [v for v in listed(spec.get(f"eigenvalues_{kind}")) if number_or_none(v) is not None]
         out[str(layer)] = entry
