@@ -113,7 +113,7 @@ def cmd_build_world(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.orchestration.config import load_suite
     from harness.orchestration.preflight import preflight
-    from harness.orchestration.scheduler import check_address, run_suite
+    from harness.orchestration.scheduler import check_address, connect_cluster, run_suite
     from harness.core.store import MARKER, ResultStore, check_results_folder
 
     overrides = parse_overrides(args.set)
@@ -125,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ResultStore(args.results, create=False).runs()  # a damaged run.json is refused before anything is written
     if args.address and args.executor != "local":
         check_address(args.address)  # before the results folder exists: an unreachable cluster writes nothing
+        connect_cluster(args.address)  # a head that refuses this driver (token auth) writes nothing either
     preflight(suite, source=str(args.suite))
     store = ResultStore(args.results)
     outcomes = run_suite(suite, store, executor=args.executor, address=args.address)

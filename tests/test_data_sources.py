@@ -3,6 +3,7 @@ GitHub raw, PyPI and the Hugging Face hub (tests/source_server.py, 127.0.0.1 onl
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -232,8 +233,12 @@ def test_make_prefetch_uses_the_mirror_only_when_it_exists_and_passes_the_base_u
     repo = Path(__file__).resolve().parent.parent
 
     def dry_run(*variables: str) -> str:
-        command = ["make", "-n", "-o", "setup", "-o", ".venv/.installed", "prefetch", "BIN=bin", *variables]
-        return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        # --no-print-directory and no inherited MAKEFLAGS: under `make test` this make is a sub-make
+        command = ["make", "--no-print-directory", "-n", "-o", "setup", "-o", ".venv/.installed", "prefetch", "BIN=bin",
+                   *variables]
+        environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        printed = subprocess.run(command, cwd=repo, env=environment, capture_output=True, text=True, check=True).stdout
+        return " ".join(printed.split())
 
     assert dry_run(f"MIRROR={tmp_path}") == f"bin/erosion prefetch --mirror {tmp_path}"
     assert dry_run(f"MIRROR={tmp_path / 'absent'}") == "bin/erosion prefetch --no-mirror"

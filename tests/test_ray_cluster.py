@@ -6,6 +6,7 @@ Only the processes this test starts are stopped, by their process group."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -53,34 +54,43 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def token_auth(temp: Path) -> dict[str, str]:
+    """The environment of a cluster with Ray's token authentication and its own token file: explicit,
+    so neither ~/.ray/auth_token nor the caller's RAY_AUTH_* decides whether the driver is let in."""
+    (temp / "auth_token").write_text(secrets.token_hex(32))
+    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(temp / "auth_token")}
+
+
 @contextmanager
-def two_node_cluster(hide: Path | None = None) -> Iterator[str]:
-    """Address of a head (0 CPUs) plus one worker node (1 CPU); ``hide``: a folder the worker node
-    sees as an empty tmpfs (its own mount namespace)."""
+def two_node_cluster(hide: Path | None = None) -> Iterator[tuple[str, dict[str, str]]]:
+    """Address of a head (0 CPUs) plus one worker node (1 CPU), and the environment a driver needs
+    to join it; ``hide``: a folder the worker node sees as an empty tmpfs (its own mount namespace)."""
     port, temp = free_port(), Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
     common = ["--block", "--disable-usage-stats"]
-    nodes = []
+    environment, nodes = token_auth(temp), []
     try:
         nodes.append(subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--num-cpus", "0", "--num-gpus", "0",
                                        "--include-dashboard=false", "--temp-dir", str(temp / "head"), *common],
-                                      cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      cwd=REPO, env=environment, start_new_session=True, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
         wait_for_port(port)
         worker = [RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
                   "--temp-dir", str(temp / "worker"), *common]
         if hide is not None:
             worker = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                       f'mount -t tmpfs none "{hide}" && exec "$@"', "sh", *worker]
-        nodes.append(subprocess.Popen(worker, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        yield f"127.0.0.1:{port}"
+        nodes.append(subprocess.Popen(worker, cwd=REPO, env=environment, start_new_session=True, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        yield f"127.0.0.1:{port}", environment
     finally:
         for node in reversed(nodes):
             stop(node)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def erosion_run(results: Path, *extra: str) -> subprocess.CompletedProcess:
+def erosion_run(results: Path, *extra: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "harness.cli", "run", str(TINY_SUITE), "--results", str(results), "--no-leaderboard", *extra]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
+    return subprocess.run(cmd, cwd=REPO, env=environment, capture_output=True, text=True, timeout=400)
 
 
 def scores(results: Path) -> list[tuple]:
@@ -102,24 +112,25 @@ def can_hide_folders() -> bool:
 def test_a_suite_on_a_second_node_records_what_a_local_run_records(tmp_path: Path, tiny_world) -> None:
     local = erosion_run(tmp_path / "local", "--executor", "local")
     assert local.returncode == 0, local.stderr[-2000:]
-    with two_node_cluster() as address:
-        remote = erosion_run(tmp_path / "cluster", "--address", address)
+    with two_node_cluster() as (address, environment):
+        refused = erosion_run(tmp_path / "refused", "--address", address,
+                              environment={**environment, "RAY_AUTH_MODE": "disabled"})
+        remote = erosion_run(tmp_path / "cluster", "--address", address, environment=environment)
+    assert refused.returncode == 2 and "did not accept this driver" in refused.stderr, refused.stderr[-2000:]
+    assert "RAY_AUTH_MODE=token" in refused.stderr and not (tmp_path / "refused").exists()
     assert remote.returncode == 0, remote.stderr[-2000:]
     assert scores(tmp_path / "cluster") == scores(tmp_path / "local") != []
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not can_hide_folders(), reason="needs unshare and mount (root) to hide a folder from one node")
-@pytest.mark.xfail(reason="known merge seam (closing note of 2026-12-02): with the bad-input branch's results-folder "
-                          "checks, the driver ends with an OSError paragraph (exit 2) instead of recording the "
-                          "worker's SharedPathError as a failed run (exit 1); to fix next", strict=False)
 def test_a_worker_that_cannot_see_the_results_folder_fails_its_run_naming_it(tmp_path: Path, tiny_world) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     results = hidden / "results"
-    with two_node_cluster(hide=hidden) as address:
-        remote = erosion_run(results, "--address", address)
-    assert remote.returncode == 1
+    with two_node_cluster(hide=hidden) as (address, environment):
+        remote = erosion_run(results, "--address", address, environment=environment)
+    assert remote.returncode == 1, remote.stderr[-2000:]
     (info,) = ResultStore(results, create=False).runs()
     assert info.status == "failed"
     assert f"cannot see the results folder {results}" in info.error and "docs/paper-scale.md" in info.error

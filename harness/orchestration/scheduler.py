@@ -156,8 +156,7 @@ def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: Res
     import torch
 
     owns_cluster = address is None
-    ray.init(address=address, include_dashboard=False if owns_cluster else None, log_to_driver=False,
-             ignore_reinit_error=True, configure_logging=False)
+    connect_cluster(address)
     try:
         gpus = suite.num_gpus_per_run if torch.cuda.is_available() else 0
         task = ray.remote(
@@ -213,6 +212,25 @@ def check_address(address: str) -> None:
             f"(`ray start --head`) and pass the address it prints, or leave out --address to run on this machine. "
             f"Nothing was written."
         ) from None
+
+
+AUTH_HELP = ("If the cluster was started with token authentication (Ray does so when ~/.ray/auth_token exists or "
+             "RAY_AUTH_MODE=token), run with RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or "
+             "~/.ray/auth_token; otherwise start the head and every node with RAY_AUTH_MODE=disabled.")
+
+
+def connect_cluster(address: str | None) -> None:
+    """Join the cluster at ``address`` (None: start a local one). A head that answers but refuses
+    this driver (a token mismatch, a version mismatch) is a ConfigError naming the address and the
+    fix, not an OSError about disk space."""
+    import ray
+
+    try:
+        ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
+                 ignore_reinit_error=True, configure_logging=False)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+        raise ConfigError(f"--address {address!r}: the Ray cluster there did not accept this driver ({err}). "
+                          f"{AUTH_HELP} Nothing was written.") from None
 
 
 def prepare_model(suite: SuiteConfig) -> ModelHandle:
