@@ -20,16 +20,16 @@ import torch
 
 from bench.common import REPO, Options, Target, bench_world, micro_training_settings, summary
 from bench.training_cost import Subject, timed_block
+from harness.core.adapters import attach_adapter
 from harness.core.batching import BatchStream
-from harness.orchestration.config import SuiteConfig, load_suite
+from harness.core.context import TrainContext
 from harness.core.domains import domain_examples
-from harness.orchestration.micro_world import WORLD_PRESETS, world_paths
 from harness.core.models import load_model, load_tokenizer
 from harness.core.safety_data import calibration_set
-from harness.orchestration.scheduler import job_graph, pending_jobs
 from harness.core.store import ResultStore
-from harness.core.context import TrainContext
-from harness.core.adapters import attach_adapter
+from harness.orchestration.config import SuiteConfig, load_suite
+from harness.orchestration.micro_world import WORLD_PRESETS, world_paths
+from harness.orchestration.scheduler import job_graph, pending_jobs
 from harness.training import steps_for
 from methods.standard_lora import StandardLoRA
 

@@ -20,13 +20,13 @@ from unittest import mock
 
 import torch
 
-from bench.common import Options, Target, bench_world, paired_ratio, rotating, side_by_side, summary, tiny_suite, timed
+from bench.common import Options, Target, bench_world, paired_ratio, rotating, side_by_side, summary, timed, tiny_suite
 from benchmarks import get_benchmark
-from harness.core.safety_data import behaviors, harmful_request
 from harness.core.lm import ChatLM
-from harness.orchestration import runner
 from harness.core.models import ModelHandle, load_local
+from harness.core.safety_data import behaviors, harmful_request
 from harness.core.store import ResultStore
+from harness.orchestration import runner
 
 # Same items, same model: scores may differ only by float round-off (the prefix KV cache sums in
 # another order); the lm-eval cross-check tests allow 1e-3 points on MC2 too.

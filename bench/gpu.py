@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from bench.common import Options, Target, summary
-from harness.core.settings import TrainSettings
 from harness.core.adapters import attach_adapter
 from harness.core.losses import lm_loss
+from harness.core.settings import TrainSettings
 
 SHAPE_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
             "vocab_size": 32000}

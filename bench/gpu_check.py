@@ -322,7 +322,7 @@ def measure_e2e(sizes: Sizes, tiny: bool) -> dict[str, Any]:
     from bench.common import bench_world
     from harness.core.store import ResultStore
     from harness.orchestration.config import load_suite
-    from harness.orchestration.scheduler import job_graph, execute_job
+    from harness.orchestration.scheduler import execute_job, job_graph
 
     handle = bench_world(tiny)
     overrides = {"model": handle.name, "methods": [sizes.e2e_method], "benchmarks": ["harmbench"], "domains": list(sizes.e2e_domains),

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Options, Target, bench_world, clock, paired_ratio, side_by_side, summary, tiny_suite
-from harness.orchestration.scheduler import job_graph, run_local, run_ray
 from harness.core.store import ResultStore
+from harness.orchestration.scheduler import job_graph, run_local, run_ray
 
 # run_ray's own ray.init arguments for a cluster it owns.
 INIT = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True, "configure_logging": False}

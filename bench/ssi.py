@@ -17,13 +17,23 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.overrides import TorchFunctionMode
 
-from bench.common import (Options, Target, bench_world, micro_training_settings, paired_ratio, peak_memory, pin_mmap_threshold,
-                          side_by_side, summary, timed)
+from bench.common import (
+    Options,
+    Target,
+    bench_world,
+    micro_training_settings,
+    paired_ratio,
+    peak_memory,
+    pin_mmap_threshold,
+    side_by_side,
+    summary,
+    timed,
+)
+from harness.core.adapters import attach_adapter
 from harness.core.data import Example
+from harness.core.losses import lm_loss
 from harness.core.models import load_model, load_tokenizer
 from harness.core.safety_data import calibration_set
-from harness.core.adapters import attach_adapter
-from harness.core.losses import lm_loss
 from methods.lora_utils import LoraPair, collect_grads, eval_mode, fisher_subspace, fixed_batches, flatten_pair, lora_pairs
 from methods.safeanchor import SafeAnchorConfig
 

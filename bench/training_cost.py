@@ -28,13 +28,13 @@ import torch
 
 import harness.training as training
 from bench.common import Options, Target, bench_world, clock, micro_training_settings, paired_ratio, rotating, timed
+from harness.core.adapters import attach_adapter, merge_adapter
+from harness.core.context import TrainContext
 from harness.core.data import Example
 from harness.core.domains import domain_examples
 from harness.core.models import ModelHandle, load_model, load_tokenizer
 from harness.core.safety_data import calibration_set
-from harness.core.context import TrainContext
 from harness.training import apply_edits, run_block, steps_for
-from harness.core.adapters import attach_adapter, merge_adapter
 from methods import build_method
 from methods.base import Method
 from methods.safeanchor import SafeAnchor, SafeAnchorConfig

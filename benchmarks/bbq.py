@@ -16,8 +16,8 @@ import random
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
-from harness.core.lm import ChatLM
 from harness.core.data import RAW_DATASETS, dataset_file, read_jsonl, require_fields
+from harness.core.lm import ChatLM
 
 FIELDS = ("context", "question", "ans0", "ans1", "ans2", "label", "answer_info", "additional_metadata", "question_polarity", "context_condition")
 

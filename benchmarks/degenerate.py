@@ -29,7 +29,10 @@ helpful answer the micro world was trained on passes, tests/test_degenerate.py):
     the 4-grams repeat an earlier one. seq-rep-n = 1 - |unique n-grams| / |n-grams| is the
     repetition measure of Welleck et al. 2020 ("Neural text degeneration with unlikelihood
     training", Eq. 9); normal prose scores ~0, a loop of a k-token unit repeated m times scores
-    about 1 - 1/m for k >= 4. Needs at least ``LOOP_MIN_TOKENS`` tokens to say anything.
+    about 1 - 1/m for k >= 4. Needs at least ``LOOP_MIN_TOKENS`` tokens to say anything. The same
+    test on the second half of the tokens catches a loop that starts midway ("The answer is Neutral
+    is not able the best the first in the first in the first in the first in the": 0.37 over the
+    whole, 0.62 over its second half), which a generation cut at ``max_new_tokens`` ends in.
 ``off_format_code``
     code syntax (a line opening with ``def``/``return``/``class``/``import``/..., or ending in
     ``{`` or ``;``) in reply to a request that does not mention code: the output format was
@@ -69,7 +72,9 @@ def seq_rep(tokens: list[str], n: int = LOOP_N) -> float:
 
 def is_loop(text: str) -> bool:
     tokens = _TOKEN.findall(text.lower())
-    return len(tokens) >= LOOP_MIN_TOKENS and seq_rep(tokens) >= LOOP_THRESHOLD
+    tail = tokens[len(tokens) // 2:]
+    return len(tokens) >= LOOP_MIN_TOKENS and (seq_rep(tokens) >= LOOP_THRESHOLD
+                                               or (len(tail) >= LOOP_MIN_TOKENS and seq_rep(tail) >= LOOP_THRESHOLD))
 
 
 def letter_share(text: str) -> float:

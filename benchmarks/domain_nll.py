@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric
-from harness.core.lm import ChatLM
 from harness.core.domains import DOMAINS, held_out_examples
+from harness.core.lm import ChatLM
 
 
 class DomainNLL(Benchmark):

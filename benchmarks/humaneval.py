@@ -33,8 +33,8 @@ from typing import Any
 
 from benchmarks.base import Benchmark, BenchmarkResult, Metric, percent, take
 from benchmarks.judges import Judge
-from harness.core.lm import ChatLM
 from benchmarks.sandbox import check_correctness, default_limits
+from harness.core.lm import ChatLM
 
 MIN_NEW_TOKENS = 256
 TIMEOUT_S = 3.0

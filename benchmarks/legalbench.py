@@ -33,7 +33,6 @@ from functools import lru_cache
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, take
-from harness.core.lm import ChatLM
 from harness.core.data import read_csv
 from harness.core.domains import (
     ANSWER_PREFIX,
@@ -43,6 +42,7 @@ from harness.core.domains import (
     legalbench_prompt,
     legalbench_task_dirs,
 )
+from harness.core.lm import ChatLM
 
 SNAPSHOT = "386c97e"
 EXCLUDED_TASKS = {

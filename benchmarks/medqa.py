@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, percent, take
-from harness.core.lm import ChatLM
 from harness.core.domains import ANSWER_PREFIX, is_medqa_eval, medqa_prompt, medqa_rows
+from harness.core.lm import ChatLM
 
 
 def eval_rows() -> list[dict[str, Any]]:

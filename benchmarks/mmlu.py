@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, take
-from harness.core.lm import ChatLM
 from harness.core.data import dataset_file, read_csv
+from harness.core.lm import ChatLM
 
 LETTERS = ("A", "B", "C", "D")
 COLUMNS = ["question", "A", "B", "C", "D", "answer"]

@@ -11,8 +11,8 @@ import math
 from typing import Any
 
 from benchmarks.base import Benchmark, Metric, take
-from harness.core.lm import ChatLM
 from harness.core.data import dataset_file, read_json, require_fields
+from harness.core.lm import ChatLM
 
 QA_PROMPT = (
     "Q: What is human life expectancy in the United States?\n"

@@ -26,12 +26,11 @@ from typing import Any
 from benchmarks.base import Benchmark, Metric, percent, take
 from benchmarks.degenerate import degenerate_rate
 from benchmarks.harmbench import refusal_items, rejudge_refusals
-from harness.core.safety_data import HarmfulRequest
 from benchmarks.judges import Judge
 from benchmarks.xstest import full_compliance_rate, overrefusal_verdicts, rejudge_overrefusal
-from harness.core.lm import ChatLM
 from harness.core.data import prompt_key
-from harness.core.safety_data import is_wildguard_calibration, wildguard_rows
+from harness.core.lm import ChatLM
+from harness.core.safety_data import HarmfulRequest, is_wildguard_calibration, wildguard_rows
 
 HARMFUL, BENIGN = "harmful", "safe"
 

@@ -111,10 +111,10 @@ def cmd_build_world(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.core.store import MARKER, ResultStore, check_results_folder
     from harness.orchestration.config import load_suite
     from harness.orchestration.preflight import preflight
     from harness.orchestration.scheduler import check_address, connect_cluster, run_suite
-    from harness.core.store import MARKER, ResultStore, check_results_folder
 
     overrides = parse_overrides(args.set)
     if args.keep_models:
@@ -144,8 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from harness.orchestration.config import load_suite
-    from harness.orchestration.presets import PRESETS
     from harness.orchestration.plan import describe_plan
+    from harness.orchestration.presets import PRESETS
 
     suite = load_suite(args.suite, parse_overrides(args.set))
     print(describe_plan(suite, PRESETS[suite.model]))
@@ -175,9 +175,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmarks.judges import get_judge, missing_judge_weights
     from harness.core.lm import ChatLM
     from harness.core.models import device, load_tokenizer
-    from harness.orchestration.presets import evaluation_model
-    from harness.orchestration.perturb import parse_perturbation, perturb
     from harness.core.store import atomic_write_json, atomic_write_text
+    from harness.orchestration.perturb import parse_perturbation, perturb
+    from harness.orchestration.presets import evaluation_model
     from leaderboard.flags import flag_text, flags, flat
 
     problem = missing_judge_weights(args.judge, args.judge_model)

@@ -16,12 +16,12 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from harness.core.settings import TrainSettings
-from harness.core.data import Example
-from harness.core.faults import reached
 from harness.core.adapters import attach_adapter, merge_adapter
 from harness.core.context import TrainContext
+from harness.core.data import Example
+from harness.core.faults import reached
 from harness.core.losses import lm_loss
+from harness.core.settings import TrainSettings
 from methods.base import Method, TrainingBlock
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from leaderboard.aggregate import REFERENCE_METHOD, RunSummary, clean, group_by, mean, mean_sd  # noqa: F401 (learning retained is a share of its plasticity)
+
 NO_TRAINING_METHOD = "no_training"  # the built-in reference that learns nothing
 # Task metric of each domain's benchmark (the domain composite's terms).
 TASK_METRICS = {"medical": "medqa/acc", "legal": "legalbench/balanced_acc", "code": "humaneval/pass@1"}

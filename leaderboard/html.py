@@ -18,8 +18,20 @@ from typing import Any
 
 from leaderboard.aggregate import Board
 from leaderboard.artifacts import Plot
-from leaderboard.tables import (HEADLINE_FORMULA, HEADLINE_HEADING, HEADLINE_PLOT, SIGNIFICANT, TIE, Cell, Section, Table,
-                                compact_view, metadata, scale_note, scope)
+from leaderboard.tables import (
+    HEADLINE_FORMULA,
+    HEADLINE_HEADING,
+    HEADLINE_PLOT,
+    SIGNIFICANT,
+    TIE,
+    Cell,
+    Section,
+    Table,
+    compact_view,
+    metadata,
+    scale_note,
+    scope,
+)
 
 FALLBACK_HEADLINE_PLOT = "trajectory"  # shown in the headline slot while no safety_utility plot exists
 MAIN_GROUP = "Main tables"

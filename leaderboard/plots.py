@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from leaderboard.artifacts import Plot
 from leaderboard.aggregate import START_METHOD, Board, RunSummary, Spectrum, domain_set, group_by, mean, mean_sd, spectra
+from leaderboard.artifacts import Plot
 from leaderboard.continual import NO_TRAINING_METHOD, REFERENCE_METHOD, retained_by_run
 from leaderboard.tables import HEADLINE_PLOT, METRICS, scale_note, scope
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
 from leaderboard.aggregate import REFERENCE_METHOD, Board, FisherRow, HorizonRow, MainRow, OrderingRow, RowStats, RunSummary
-from leaderboard.stats import Comparison
-from leaderboard.flags import CHANCE_MARGIN, DEGENERATE_LIMIT, flag_text, flags
 from leaderboard.continual import NO_TRAINING_METHOD, Stat, UtilityRow, utility_rows
+from leaderboard.flags import CHANCE_MARGIN, DEGENERATE_LIMIT, flag_text, flags
+from leaderboard.stats import Comparison
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
     from leaderboard.artifacts import Plot

@@ -10,13 +10,13 @@ from typing import Any, Iterator, Literal, Sequence
 import torch
 from pydantic import Field
 
-from harness.core.losses import labelled_logits
 from harness.core.batching import IGNORE
 from harness.core.data import Example
 from harness.core.errors import ConfigError
-from methods.registry import register
+from harness.core.losses import labelled_logits
 from methods.base import Method, MethodConfig
 from methods.lora_utils import decoder_layers, eval_mode, fixed_batches, response_kl
+from methods.registry import register
 
 
 class AdaptiveRegConfig(MethodConfig):

@@ -6,9 +6,9 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import lora_pairs
+from methods.registry import register
 from methods.safe_lora import open_weights, weight_key
 
 

@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from methods.registry import register
 from methods.base import Method, MethodConfig
+from methods.registry import register
 
 
 class EMAConfig(MethodConfig):

@@ -8,9 +8,9 @@ import torch
 from pydantic import Field
 
 from harness.core.data import Example
-from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import collect_grads, lora_pairs, unflatten_pair
+from methods.registry import register
 
 
 class EWCConfig(MethodConfig):

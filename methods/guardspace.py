@@ -11,9 +11,9 @@ from pydantic import Field
 
 from harness.core.batching import IGNORE
 from harness.core.errors import ConfigError
-from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import LoraPair, eval_mode, fixed_batches, lora_pairs
+from methods.registry import register
 
 
 class GuardSpaceConfig(MethodConfig):

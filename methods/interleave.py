@@ -4,9 +4,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from harness.core.data import Example
-from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import safety_replay
+from methods.registry import register
 
 
 class SafetyInterleavingConfig(MethodConfig):

@@ -17,9 +17,11 @@ import torch
 
 from harness.core.batching import collate, encode_example
 from harness.core.data import Example
-from harness.core.safety_data import CalibrationSet
+
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
 from harness.core.losses import labelled_logits, lm_loss
+from harness.core.safety_data import CalibrationSet
+
 _LORA_PARAM = re.compile(r"^(?P<layer>.+)\.lora_(?P<part>[AB])\.(?P<adapter>[^.]+)\.weight$")
 
 

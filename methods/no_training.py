@@ -5,12 +5,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from methods.registry import register
 from methods.base import Method
+from methods.registry import register
 
 if TYPE_CHECKING:
-    from harness.core.data import Example
     from harness.core.context import TrainContext
+    from harness.core.data import Example
 
 
 @register

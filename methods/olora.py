@@ -7,9 +7,9 @@ import torch
 from pydantic import Field
 
 from harness.core.errors import ConfigError
-from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import lora_pairs
+from methods.registry import register
 
 
 class OLoRAConfig(MethodConfig):

@@ -10,14 +10,27 @@ import torch
 from pydantic import Field
 
 from harness.core.data import Example
-from harness.core.safety_data import CalibrationSet
+
 # A module import, not `from ... import`: harness.training imports the methods package (a cycle).
 from harness.core.losses import lm_loss
-from methods.registry import register
+from harness.core.safety_data import CalibrationSet
 from methods.base import Method, MethodConfig, TrainingBlock
-from methods.lora_utils import (LoraPair, Subspace, collect_grads, complete_pairs, coverage_rank, flatten_pair,
-                                kl_to_snapshot, layer_subspaces, lora_pairs, merge_subspaces, remove_component,
-                                safety_replay, unflatten_pair)
+from methods.lora_utils import (
+    LoraPair,
+    Subspace,
+    collect_grads,
+    complete_pairs,
+    coverage_rank,
+    flatten_pair,
+    kl_to_snapshot,
+    layer_subspaces,
+    lora_pairs,
+    merge_subspaces,
+    remove_component,
+    safety_replay,
+    unflatten_pair,
+)
+from methods.registry import register
 
 REPAIR = "csm_repair"
 # The loop logs a block as {"type": block name, **note}; the note's "type" wins, and the leaderboard

@@ -6,9 +6,9 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from pydantic import Field
 
-from methods.registry import register
 from methods.base import Method, MethodConfig
 from methods.lora_utils import kl_to_disabled_adapter, lora_pairs, safety_replay
+from methods.registry import register
 
 # Batch-stream seed offset of the alignment batches (domains use 1.. and 101..).
 _STREAM_OFFSET = 5001

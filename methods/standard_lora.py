@@ -1,8 +1,8 @@
 """Standard LoRA: sequential LoRA fine-tuning with no safety constraint (the erosion baseline)."""
 from __future__ import annotations
 
-from methods.registry import register
 from methods.base import Method
+from methods.registry import register
 
 
 @register

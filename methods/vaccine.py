@@ -10,9 +10,9 @@ from pydantic import Field
 
 from harness.core.losses import lm_loss
 from harness.core.settings import LORA_TARGETS, LoraSettings, TrainSettings
-from methods.registry import register
 from methods.base import Method, MethodConfig, TrainingBlock
 from methods.lora_utils import safety_replay
+from methods.registry import register
 
 ALIGNMENT = "vaccine_alignment"
 

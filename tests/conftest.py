@@ -23,7 +23,8 @@ TINY_SUITE = REPO / "tests" / "tiny-suite.yaml"
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The prefetched data directory; prefetched into a temp folder from the mirror if absent."""
-    from harness.core.data import RAW_DATASETS, data_dir as configured, default_mirror
+    from harness.core.data import RAW_DATASETS, default_mirror
+    from harness.core.data import data_dir as configured
     from harness.core.prefetch import prefetch
 
     target = configured()

@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import leaderboard_fixture as fx
 import pytest
 
-import leaderboard_fixture as fx
 from harness.cli import main
 from harness.core.store import MARKER, ResultStore
 

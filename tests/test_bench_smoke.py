@@ -75,9 +75,9 @@ def test_loglog_slope_by_hand_and_unmeasured_points_left_out() -> None:
 
 def test_suite_wall_reads_the_suites_runs_from_a_results_folder(tmp_path: Path) -> None:
     from bench.end_to_end import suite_wall
+    from harness.core.store import ResultStore, RunInfo
     from harness.orchestration.config import load_suite
     from harness.orchestration.scheduler import job_graph
-    from harness.core.store import ResultStore, RunInfo
 
     suite = load_suite(REPO / "sequences" / "micro.yaml")
     store = ResultStore(tmp_path)

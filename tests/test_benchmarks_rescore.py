@@ -6,8 +6,8 @@ import json
 import pytest
 
 from benchmarks.composite import composites
-from harness.orchestration.rescore import rescore
 from harness.core.store import Record, ResultStore, RunInfo
+from harness.orchestration.rescore import rescore
 
 RUN = "tiny__standard_lora__medical-legal__s0__abcdef12"
 IDENTITY = dict(model="tiny", scale="micro", method="standard_lora", ordering="medical>legal", seed=0,

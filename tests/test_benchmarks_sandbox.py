@@ -25,6 +25,7 @@ from benchmarks.sandbox import (
     run_check,
     scrub,
 )
+from tests.processes import live_processes
 
 FAST = Limits(timeout_s=1.5, grace_s=2.0)
 VISIBLE = replace(FAST, hidden=())  # /tmp visible (read-only) to the program, to test the fence itself
@@ -181,20 +182,6 @@ def test_no_network(guards, namespaces):
         server.close()
 
 
-def processes_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes of ``uid``."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                fields = dict(x.split(":", 1) for x in Path(f"/proc/{entry.name}/status").read_text().splitlines() if ":" in x)
-            except OSError:
-                continue
-            if fields.get("Uid", "").split()[:1] == [str(uid)] and fields.get("State", "").split()[:1] != ["Z"]:
-                found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.parametrize("guards", [True, False])
 def test_fork_bomb_is_contained(guards):
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
@@ -203,7 +190,7 @@ def test_fork_bomb_is_contained(guards):
     assert not result.passed
     assert time.monotonic() - started < FAST.timeout_s + FAST.grace_s + 2.0
     if result.isolation.get("fresh_uid"):
-        assert processes_of_uid(result.isolation["uid"]) == []
+        assert live_processes({result.isolation["uid"]}) == []
 
 
 def test_process_limit_holds_without_python_guards():
@@ -215,7 +202,7 @@ def test_process_limit_holds_without_python_guards():
                "            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\ndef f():\n    return n\n")
     result = run_check(Check(program, test, "f"), replace(FAST, python_guards=False, max_processes=8))
     assert result.passed, result.detail
-    assert processes_of_uid(result.isolation["uid"]) == []  # the sleeping children were killed
+    assert live_processes({result.isolation["uid"]}) == []  # the sleeping children were killed
 
 
 def test_huge_allocation_fails():

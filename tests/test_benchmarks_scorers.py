@@ -163,7 +163,8 @@ def test_wildguard_evaluates_only_the_eval_half():
 # ---- LegalBench data -----------------------------------------------------------------------------
 def test_legalbench_tasks_and_items():
     from benchmarks.legalbench import EXCLUDED_TASKS, _head_name, _train_keys, items_in_order, tasks
-    from harness.core.domains import legal_inputs as _inputs, legal_key as _key
+    from harness.core.domains import legal_inputs as _inputs
+    from harness.core.domains import legal_key as _key
 
     all_tasks = tasks()
     names = {t.name for t in all_tasks}

@@ -10,8 +10,8 @@ from benchmarks import get_benchmark
 from benchmarks.chance import UniformLM
 from harness.core.lm import ChatLM
 from harness.core.models import load_model, load_tokenizer
-from harness.orchestration.perturb import perturb
 from harness.core.store import ResultStore
+from harness.orchestration.perturb import perturb
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.orchestration.config import load_suite
 from harness.core.errors import ConfigError
+from harness.orchestration.config import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "sequences").glob("*.yaml"))

@@ -8,8 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.orchestration.config import load_suite
 from harness.core.errors import ConfigError
+from harness.orchestration.config import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = yaml.safe_load((REPO / "sequences" / "micro.yaml").read_text())

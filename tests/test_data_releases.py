@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks.mmlu import COLUMNS
 from harness.core.data import FetchOptions, read_csv, read_json, read_jsonl
-from harness.core.prefetch import prefetch
 from harness.core.errors import DataError
+from harness.core.prefetch import prefetch
 from harness.core.releases import RELEASES, medqa_jsonl, wildguardtest_json
 from tests.source_server import SourceServer
 

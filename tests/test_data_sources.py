@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.core.data import RAW_DATASETS, FetchOptions, declared_files, default_mirror
-from harness.core.prefetch import prefetch
 from harness.core.errors import DataError
+from harness.core.prefetch import prefetch
 from tests.source_server import SourceServer, serve_mirror
 
 XSTEST = RAW_DATASETS["xstest"]

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
-from harness.core.store import ResultStore
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny-suite.yaml"

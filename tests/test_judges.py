@@ -9,7 +9,6 @@ import torch
 
 from benchmarks import get_benchmark
 from benchmarks.degenerate import degenerate_reason
-from harness.core.safety_data import EVAL_SPLIT, behaviors
 from benchmarks.harmbench import request_of_item
 from benchmarks.judges import (
     HarmBenchClassifier,
@@ -24,6 +23,7 @@ from benchmarks.judges import (
 )
 from benchmarks.xstest import XSTest
 from harness.core.models import load_local, load_model, load_tokenizer
+from harness.core.safety_data import EVAL_SPLIT, behaviors
 
 
 @pytest.mark.parametrize("text, verdict", [

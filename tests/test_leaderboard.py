@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import leaderboard_fixture as fx
 import pytest
 
-import leaderboard_fixture as fx
 from harness.core.store import ResultStore, RunInfo, make_run_id
 from leaderboard import render, terminal_table
 from leaderboard.tables import CSV_MIN_STEPS, METRICS

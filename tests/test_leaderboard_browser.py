@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import leaderboard_fixture as fx
 import pytest
 
-import leaderboard_fixture as fx
 from leaderboard import render
 
 if TYPE_CHECKING:

@@ -40,8 +40,8 @@ def test_batched_generation_equals_one_at_a_time(tiny_lm: ChatLM) -> None:
 @torch.no_grad()
 def test_shared_prefix_is_cached_and_exact(tiny_lm: ChatLM) -> None:
     """A long common few-shot prompt takes the cached path and gives the same numbers."""
-    from harness.core.lm import MIN_CACHED_PREFIX, shared_prefix
     from benchmarks.truthfulqa import doc_to_text
+    from harness.core.lm import MIN_CACHED_PREFIX, shared_prefix
 
     requests = [(doc_to_text(q), c) for q in ("Is the sky blue?", "What do cats eat?") for c in (" Yes.", " No, never.", " Fish")]
     encoded = [(tiny_lm.encode(c) + tiny_lm.encode(x), len(tiny_lm.encode(x))) for c, x in requests]

@@ -6,14 +6,20 @@ import math
 
 import pytest
 import torch
+from test_methods_support import sgd_step, tiny_context
 
 from benchmarks.judges import Judge, JudgeItem
 from harness.core.errors import ConfigError
 from harness.core.losses import lm_loss
-from methods.adaptive_reg import (AdaptiveRegConfig, AdaptiveRegularization, RiskPredictor, constraint_weight,
-                                  fit_risk_predictor, mean_pool)
+from methods.adaptive_reg import (
+    AdaptiveRegConfig,
+    AdaptiveRegularization,
+    RiskPredictor,
+    constraint_weight,
+    fit_risk_predictor,
+    mean_pool,
+)
 from methods.lora_utils import fixed_batches
-from test_methods_support import sgd_step, tiny_context
 
 SMALL = {"predictor_examples": 48, "batch_size": 16}
 

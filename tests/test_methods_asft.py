@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch
+from test_methods_support import sgd_step, tiny_context
 
 from methods.asft import AsFT, AsFTConfig, off_basin_norm_sq
 from methods.lora_utils import lora_pairs
 from methods.safe_lora import open_weights, weight_key
-from test_methods_support import sgd_step, tiny_context
 
 
 def explicit_penalty(v: torch.Tensor, b: torch.Tensor, a: torch.Tensor, scale: float) -> torch.Tensor:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch
+from test_methods_support import tiny_context
 
 from harness.training import run_block
 from methods.ema import EMA, EMAConfig, ema_step
 from methods.standard_lora import StandardLoRA
-from test_methods_support import tiny_context
 
 
 def test_ema_step_hand_computed():

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import torch
+from test_methods_support import sgd_step, tiny_context
 
 from methods.ewc import EWC, EWCConfig, diagonal_fisher, ewc_penalty
 from methods.lora_utils import collect_grads, lora_pairs, unflatten_pair
-from test_methods_support import sgd_step, tiny_context
 
 
 def test_penalty_hand_computed():

@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_methods_support import TINY_SUITE
+
+from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
-from harness.core.store import ResultStore
 from methods import all_methods, resolve_method
-from test_methods_support import TINY_SUITE
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "erosion-example-method"
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_methods_support import tiny_context
 
 from harness.core.errors import ConfigError
 from harness.training import run_block
-from methods.guardspace import (GuardSpace, GuardSpaceConfig, input_covariances, null_basis, project_rows,
-                                safety_irrelevant_init)
+from methods.guardspace import GuardSpace, GuardSpaceConfig, input_covariances, null_basis, project_rows, safety_irrelevant_init
 from methods.lora_utils import fixed_batches, lora_pairs
-from test_methods_support import tiny_context
 
 
 def test_null_basis_keeps_the_low_energy_directions_hand_computed():

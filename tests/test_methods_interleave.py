@@ -1,9 +1,9 @@
 """Safety interleaving: 10% replay with benign->helpful pairs as well as harmful->refusal ones."""
 from __future__ import annotations
 
+from harness.core.context import TrainContext
 from harness.core.data import Example
 from harness.core.safety_data import calibration_set
-from harness.core.context import TrainContext
 from methods.interleave import SafetyInterleaving, SafetyInterleavingConfig, replay_count
 
 

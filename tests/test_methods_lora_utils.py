@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import torch
+from test_methods_support import sgd_step, tiny_context
 
 from harness.core.losses import lm_loss
-from methods.lora_utils import (Subspace, coverage_rank, fisher_subspace, fixed_batches, flatten_pair, lora_pairs,
-                                kl_to_disabled_adapter, merge_subspaces, per_example_grads, remove_component, response_kl,
-                                safety_replay, unflatten_pair)
-from test_methods_support import sgd_step, tiny_context
+from methods.lora_utils import (
+    Subspace,
+    coverage_rank,
+    fisher_subspace,
+    fixed_batches,
+    flatten_pair,
+    kl_to_disabled_adapter,
+    lora_pairs,
+    merge_subspaces,
+    per_example_grads,
+    remove_component,
+    response_kl,
+    safety_replay,
+    unflatten_pair,
+)
 
 
 def test_lora_pairs_group_a_and_b_per_layer():

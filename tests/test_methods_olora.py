@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_methods_support import sgd_step, tiny_context
 
+from harness.core.adapters import attach_adapter, merge_adapter
 from harness.core.errors import ConfigError
 from harness.training import _accumulate_extra
-from harness.core.adapters import attach_adapter, merge_adapter
 from methods.lora_utils import lora_pairs
 from methods.olora import OLoRA, OLoRAConfig, orthogonality_penalty
-from test_methods_support import sgd_step, tiny_context
 
 
 def test_penalty_hand_computed():

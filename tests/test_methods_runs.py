@@ -1,15 +1,16 @@
 """Every built-in method through the real runner on the tiny world (2 steps per domain), a resume of
-the stateful ones, and `erosion methods` listing all of them with their config fields."""
+the stateful ones, what `ctx.trainable()` is in prepare, and `erosion methods` listing all of them
+with their config fields."""
 from __future__ import annotations
 
 import pytest
+from test_methods_support import TINY_SUITE
 
 from harness.cli import main
+from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
-from harness.core.store import ResultStore
 from methods import all_methods
-from test_methods_support import TINY_SUITE
 
 BUILT_IN = ["standard_lora", "ewc", "olora", "safe_lora", "vaccine", "safegrad", "safety_interleaving", "safeanchor",
             "guardspace", "adaptive_reg", "asft", "ema"]
@@ -52,8 +53,15 @@ def test_method_runs_the_tiny_sequence(name, suite, tiny_world, tmp_path):
         assert all(max(s["guardspace"]["harmful_output_drift"].values()) < 0.5 for s in steps[1:])
 
 
-@pytest.mark.parametrize("name", ["ewc", "safeanchor"])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ewc", "safeanchor", "guardspace", "adaptive_reg"])
 def test_stateful_method_resumes_after_a_crash(name, suite, tiny_world, tmp_path, monkeypatch):
+    """Killed after domain 1, rerun: the run resumes from checkpoint 1 with the method's state (EWC's
+    Fisher sample, SafeAnchor's memory; GuardSpace and adaptive regularization recompute theirs from
+    the checkpointed model and seeds) and ends with an uninterrupted run's records."""
+    whole = ResultStore(tmp_path / "whole")
+    uninterrupted = Run(suite, tiny_world, name, suite.domains, 0, whole)
+    assert uninterrupted.execute().status == "done"
     store = ResultStore(tmp_path / "results")
     evaluate = Run.evaluate
 
@@ -66,13 +74,33 @@ def test_stateful_method_resumes_after_a_crash(name, suite, tiny_world, tmp_path
     first = Run(suite, tiny_world, name, suite.domains, 0, store).execute()
     assert first.status == "failed" and "killed" in first.error
     monkeypatch.setattr(Run, "evaluate", evaluate)
-    run = Run(suite, tiny_world, name, suite.domains, 0, store)  # resumes from checkpoint 1 with the method's state
+    run = Run(suite, tiny_world, name, suite.domains, 0, store)
     info = run.execute()
     assert info.status == "done", info.error
     steps = store.step_extras(run.run_id)
     assert len(steps) == 3
     if name == "ewc":  # domain 2's Fisher needs the domain-1 sample restored from the checkpoint
         assert steps[2]["ewc"]["fisher_sum"] > 0
+    assert step_values(store, run.run_id, 2) == step_values(whole, uninterrupted.run_id, 2)
+    assert store.read_step(run.run_id, 2)[REPORTS[name]] == whole.read_step(uninterrupted.run_id, 2)[REPORTS[name]]
+
+
+def test_trainable_in_prepare_is_the_plain_model_then_the_adapter(tiny_world):
+    """What docs/write-your-own-method.md says: no adapter exists in prepare."""
+    from harness.core.adapters import attach_adapter
+    from harness.core.context import TrainContext
+    from harness.core.models import load_model, load_tokenizer
+    from harness.core.safety_data import calibration_set
+    from methods.lora_utils import lora_pairs
+
+    settings = load_suite(TINY_SUITE).training
+    model = load_model(tiny_world.chat)
+    ctx = TrainContext(model=model, tokenizer=load_tokenizer(tiny_world.tokenizer), settings=settings,
+                       calibration=calibration_set(0), seed=0)
+    assert set(ctx.trainable()) == {n for n, _ in model.named_parameters()} and lora_pairs(ctx.trainable()) == {}
+    ctx.model = attach_adapter(ctx.model, settings, 1)
+    assert ctx.trainable() and all(".lora_" in n for n in ctx.trainable())
+    assert len(lora_pairs(ctx.trainable())) == 2 * len(settings.lora.target_modules)  # tiny: 2 decoder layers
 
 
 def test_erosion_methods_lists_every_method_with_its_config_fields(capsys):
@@ -101,10 +129,10 @@ def test_untouched_starting_model_is_evaluated_once_and_shared(suite, tiny_world
     alone = ResultStore(tmp_path / "alone")
     own = Run(suite, tiny_world, "ewc", suite.domains, 0, alone)
     assert own.execute().status == "done"
-    assert step0_values(alone, own.run_id) == step0_values(shared, runs["ewc"].run_id)
+    assert step_values(alone, own.run_id, 0) == step_values(shared, runs["ewc"].run_id, 0)
     # ... in the same order (a resumed run's records must equal an uninterrupted run's, order too).
-    assert list(step0_values(alone, own.run_id)) == list(step0_values(shared, runs["ewc"].run_id))
+    assert list(step_values(alone, own.run_id, 0)) == list(step_values(shared, runs["ewc"].run_id, 0))
 
 
-def step0_values(store: ResultStore, run_id: str) -> dict[tuple[str, str], float]:
-    return {(r["benchmark"], r["metric"]): r["value"] for r in store.read_step(run_id, 0)["records"]}
+def step_values(store: ResultStore, run_id: str, step: int) -> dict[tuple[str, str], float]:
+    return {(r["benchmark"], r["metric"]): r["value"] for r in store.read_step(run_id, step)["records"]}

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import torch
+from test_methods_support import sgd_step, tiny_context
 
 from methods.lora_utils import lora_pairs
-from methods.safe_lora import (SafeLoRA, SafeLoRAConfig, open_weights, projection_cosine, safe_lora_project,
-                               select_layers, weight_key)
-from test_methods_support import sgd_step, tiny_context
+from methods.safe_lora import (
+    SafeLoRA,
+    SafeLoRAConfig,
+    open_weights,
+    projection_cosine,
+    safe_lora_project,
+    select_layers,
+    weight_key,
+)
 
 
 def explicit_cosine(v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:

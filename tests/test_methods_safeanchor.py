@@ -3,14 +3,14 @@ after AdamW, the anchor KL, CSM's repair block and the Fisher spectrum report.""
 from __future__ import annotations
 
 import torch
+from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
+from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
-from harness.core.store import ResultStore
 from harness.training import run_block, train_domain
 from methods.lora_utils import Subspace, collect_grads, flatten_pair, kl_to_disabled_adapter, lora_pairs
 from methods.safeanchor import CSM_EVENT, REPAIR, SafeAnchor, SafeAnchorConfig, osca_alphas, project_pairs
-from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
 SMALL = dict(calibration_size=6, fisher_batch_size=6, probe_size=3, repair_steps=2, repair_safety_examples=4)
 

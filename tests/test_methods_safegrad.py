@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import torch
+from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
-from harness.orchestration.config import load_suite
+from harness.core.losses import labelled_logits
 from harness.core.models import load_model, load_tokenizer
-from harness.orchestration.runner import Run
 from harness.core.safety_data import calibration_set
 from harness.core.store import ResultStore
-from harness.core.losses import labelled_logits
+from harness.orchestration.config import load_suite
+from harness.orchestration.runner import Run
 from methods.lora_utils import disabled_adapter_logits, fixed_batches
 from methods.safegrad import SafeGrad, SafeGradConfig, surgery
-from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
 
 def test_conflicting_gradient_is_projected_onto_the_normal_plane():

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import torch
 
-from harness.orchestration.config import load_suite
+from harness.core.adapters import attach_adapter
+from harness.core.context import TrainContext
 from harness.core.domains import domain_examples
+from harness.core.losses import lm_loss
 from harness.core.models import ModelHandle, load_model, load_tokenizer
 from harness.core.safety_data import calibration_set
-from harness.core.context import TrainContext
-from harness.core.adapters import attach_adapter
-from harness.core.losses import lm_loss
+from harness.orchestration.config import load_suite
 
 TINY_SUITE = Path(__file__).resolve().parent / "tiny-suite.yaml"
 

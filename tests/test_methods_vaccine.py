@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 from peft import PeftModel
+from test_methods_support import tiny_context
 
-from harness.core.models import load_model
 from harness.core.adapters import attach_adapter
-from harness.training import block_settings, run_block, train_before_sequence
 from harness.core.losses import lm_loss
+from harness.core.models import load_model
+from harness.training import block_settings, run_block, train_before_sequence
 from methods.lora_utils import fixed_batches
 from methods.vaccine import ALIGNMENT, Vaccine, VaccineConfig, attention_modules, attention_perturbations, perturbed
-from test_methods_support import tiny_context
 
 SMALL = dict(examples=8, epochs=1, batch_size=4)  # 2 alignment steps
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from benchmarks.judges import ClassifierJudge, JUDGES
-from harness.orchestration.presets import PRESETS
+from benchmarks.judges import JUDGES, ClassifierJudge
 from harness.core.models import split_ref
+from harness.orchestration.presets import PRESETS
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 

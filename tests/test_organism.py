@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.orchestration.organism import PAPER_ORDER, erosion_checks
 from harness.core.store import Record, ResultStore, RunInfo, make_run_id
+from harness.orchestration.organism import PAPER_ORDER, erosion_checks
 
 
 def add_run(store: ResultStore, seed: int, config_hash: str, started_at: float, harmbench: list[float], composite: list[float]) -> None:

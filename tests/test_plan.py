@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.orchestration.config import load_suite
-from harness.orchestration.plan import (JUDGE_COST, JUDGE_TOKENS, PAPER_DEFAULT, describe_plan, estimate,
-                                        measured_throughput)
+from harness.orchestration.plan import JUDGE_COST, JUDGE_TOKENS, PAPER_DEFAULT, describe_plan, estimate, measured_throughput
 from harness.orchestration.presets import PRESETS
 from harness.orchestration.scheduler import Job, job_graph
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import live_processes
+
 SANDBOX = Path(__file__).resolve().parent.parent / "benchmarks" / "sandbox.py"
 DELAY_S = 3.0  # how long daemons wait before writing: past every program's time limit
 LIMITS = {"timeout_s": 1.0, "grace_s": 1.5}
@@ -448,20 +450,6 @@ def interpreter_for(uid: int | None) -> str | None:
     return None
 
 
-def processes_of(uids: set[int]) -> list[str]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                fields = dict(x.split(":", 1) for x in Path(f"/proc/{entry.name}/status").read_text().splitlines() if ":" in x)
-            except OSError:
-                continue
-            uid = fields.get("Uid", "").split()[:1]
-            if uid and int(uid[0]) in uids and fields.get("State", "").split()[:1] != ["Z"]:
-                found.append(f"{entry.name} uid {uid[0]}")
-    return found
-
-
 def files_named(token: str, folders: list[Path]) -> list[str]:
     hits = []
     for folder in folders:
@@ -536,7 +524,7 @@ def test_hostile_programs(privileges, tmp_path_factory):
         assert modes([Path(tempfile.gettempdir()), home, victim]) == watched_modes
         uids = {r["isolation"]["uid"] for r in results.values() if r["isolation"].get("uid") not in (None, 0)}
         uids |= {run_as} if run_as is not None else set()
-        assert processes_of(uids) == []
+        assert live_processes(uids) == []
         with pytest.raises(BlockingIOError):
             server.accept()
         assert list(home.glob("erosion-sandbox-*")) == [], "a work folder was left behind"

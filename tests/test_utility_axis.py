@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_methods_support import TINY_SUITE
 
 from benchmarks import get_benchmark
-from harness.orchestration.config import load_suite
+from harness.core.adapters import attach_adapter, merge_adapter
+from harness.core.context import TrainContext
 from harness.core.domains import (
     DOMAINS,
     domain_examples,
@@ -15,16 +17,14 @@ from harness.core.domains import (
     training_examples,
 )
 from harness.core.models import load_model, load_tokenizer
-from harness.orchestration.runner import Run
 from harness.core.safety_data import calibration_set
 from harness.core.store import ResultStore
-from harness.core.context import TrainContext
-from harness.core.adapters import attach_adapter, merge_adapter
+from harness.orchestration.config import load_suite
+from harness.orchestration.runner import Run
 from harness.training import train_domain
 from leaderboard.aggregate import load_runs
 from leaderboard.continual import NLL, retained_by_run, run_utility
 from methods import build_method
-from test_methods_support import TINY_SUITE
 
 
 @pytest.mark.parametrize("name", sorted(DOMAINS))

@@ -9,9 +9,9 @@ from typing import Any, Callable
 import torch
 
 from harness.core.batching import BatchStream
-from harness.core.settings import TrainSettings
 from harness.core.data import Example
 from harness.core.safety_data import CalibrationSet
+from harness.core.settings import TrainSettings
 
 
 @dataclass

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-
 MIN_CACHED_PREFIX = 64  # tokens; below this, recomputing the prefix is cheaper than copying its cache
 
 

@@ -26,14 +26,14 @@ from typing import Any, Iterator
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.orchestration.alignment import AlignConfig, align, domain_pool, fit
 from harness.core.hashing import stable_hash
-from harness.core.safety_data import REFUSALS, HELPFUL_BODIES, HELPFUL_OPENERS, calibration_set
+from harness.core.safety_data import HELPFUL_BODIES, HELPFUL_OPENERS, REFUSALS, calibration_set
+from harness.orchestration.alignment import AlignConfig, align, domain_pool, fit
 
 # Micro scale evaluates HarmBench's 159 standard behaviors (the first rows of the evaluation
 # order); contextual behaviors carry contexts of up to ~1,000 tokens, beyond a 5M-parameter model.
 HARMBENCH_STANDARD = 159
-WORLD_VERSION = 6  # bump when the build procedure changes, so caches are rebuilt
+WORLD_VERSION = 7  # bump when the build procedure changes, so caches are rebuilt
 BUILD_THREADS = 1  # torch threads of every build, whatever the machine (see build_threads)
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
@@ -238,7 +238,6 @@ def organism_report(paths: WorldPaths, config: WorldConfig) -> dict[str, Any]:
     leaderboard's flag limit)."""
     from benchmarks import get_benchmark
     from harness.core.models import load_local
-
     from leaderboard.flags import DEGENERATE_LIMIT
 
     results: dict[str, dict[str, float]] = {}

@@ -3,10 +3,10 @@ one clear message (exit code 2) and nothing is written, instead of hours into a 
 from __future__ import annotations
 
 from benchmarks import get_benchmark
-from harness.orchestration.config import SuiteConfig
 from harness.core.data import RAW_DATASETS, DataError, dataset_file
 from harness.core.domains import DOMAINS
 from harness.core.errors import ConfigError
+from harness.orchestration.config import SuiteConfig
 
 
 def check_domains(suite: SuiteConfig) -> None:

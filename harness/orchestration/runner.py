@@ -25,12 +25,13 @@ from benchmarks.chance import CHANCE_PREFIX, chance_result
 from benchmarks.composite import StepBootstrap, composites, step_bootstrap
 from benchmarks.fingerprint import benchmark_fingerprint
 from benchmarks.judges import Judge, get_judge
-from harness.core.lm import ChatLM
-from harness.core.hashing import stable_hash
-from harness.orchestration.config import SuiteConfig
-from harness.core.domains import training_examples
 from harness.core import faults
+from harness.core.adapters import attach_adapter, merge_adapter
+from harness.core.context import TrainContext
+from harness.core.domains import training_examples
 from harness.core.faults import reached
+from harness.core.hashing import stable_hash
+from harness.core.lm import ChatLM
 from harness.core.models import TRAINED_MANIFEST, ModelHandle, device, load_model, load_tokenizer
 from harness.core.safety_data import calibration_set
 from harness.core.store import (
@@ -43,8 +44,7 @@ from harness.core.store import (
     ordering_label,
     read_json,
 )
-from harness.core.context import TrainContext
-from harness.core.adapters import attach_adapter, merge_adapter
+from harness.orchestration.config import SuiteConfig
 from harness.training import effective_settings, train_before_sequence, train_domain
 from methods import build_method
 
@@ -315,8 +315,8 @@ class Run:
 
     def _probe_refusal(self, ctx: TrainContext):
         """Refusal rate (%) of the current model on harmful prompts (for CSM-style hooks)."""
-        from harness.core.safety_data import HarmfulRequest
         from benchmarks.harmbench import refusal_items, refusal_scores
+        from harness.core.safety_data import HarmfulRequest
 
         def measure(prompts: list[str]) -> float:
             lm = ChatLM(ctx.model, ctx.tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size, device=device())

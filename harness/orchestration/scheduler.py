@@ -24,12 +24,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from harness.orchestration.config import SuiteConfig
-from harness.core.errors import ConfigError
-from harness.orchestration.presets import PRESETS
-from harness.core.errors import ErosionError
+from harness.core.errors import ConfigError, ErosionError
 from harness.core.models import ModelHandle
 from harness.core.store import ResultStore, RunInfo, make_run_id
+from harness.orchestration.config import SuiteConfig
+from harness.orchestration.presets import PRESETS
 
 
 @dataclass(frozen=True)

