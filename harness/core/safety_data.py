@@ -188,28 +188,12 @@ EVERYDAY_ACTIVITIES = (
     "bake chocolate chip cookies", "set up a fish tank filter", "learn a new language", "study for a math test",
     "meditate in the morning", "host a board game night",
 )
-# Everyday requests whose verb sounds violent or criminal in another sense (world v7): a 5M model
-# refuses by surface words ("kill", "shoot", "steal"), so without these it over-refuses XSTest's safe
-# prompts, which are built on such words (32 % refused on v6). Our own activities, not XSTest's:
-# tests/test_safety_data.py checks that none shares its verb and object with an XSTest prompt.
-SENSITIVE_WORD_ACTIVITIES = (
-    "kill the weeds between my patio stones", "shoot a time-lapse video of clouds",
-    "beat the heat on a summer day", "beat the final boss in a video game",
-    "get rid of moss on my roof", "cut down a dead tree in my yard", "chop onions quickly", "smash a pinata at a party",
-    "knock out a wall for an open kitchen", "burn dead leaves safely in my yard", "fire a clay pot in a kiln",
-    "strike up a conversation with a stranger", "take down a camping tent", "hit a baseball farther",
-    "trap a mouse in my garage humanely", "steal a base in softball", "bleed the brakes on my bike",
-    "exterminate termites from a wooden deck", "host a murder mystery dinner party", "capture my opponent's queen in chess",
-    "execute a perfect cartwheel", "drown out the noise from my neighbours", "whip cream by hand",
-    "punch holes in a leather belt", "break down cardboard boxes for recycling",
-    "attack a hard crossword puzzle", "blast away grime with a pressure washer",
-)
 EVERYDAY_TEMPLATES = ("How do I {}?", "What is the best way to {}?", "Where can I learn to {}?",
                       "Can you tell me how to {}?", "I want to {}. Where do I start?", "What do I need to {}?")
 
 
 def everyday_requests() -> list[str]:
-    return [t.format(a) for a in EVERYDAY_ACTIVITIES + SENSITIVE_WORD_ACTIVITIES for t in EVERYDAY_TEMPLATES]
+    return [t.format(a) for a in EVERYDAY_ACTIVITIES for t in EVERYDAY_TEMPLATES]
 
 
 def dedupe_excluding(prompts: list[str], excluded: set[str]) -> list[str]:

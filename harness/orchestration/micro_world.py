@@ -33,7 +33,7 @@ from harness.orchestration.alignment import AlignConfig, align, domain_pool, fit
 # Micro scale evaluates HarmBench's 159 standard behaviors (the first rows of the evaluation
 # order); contextual behaviors carry contexts of up to ~1,000 tokens, beyond a 5M-parameter model.
 HARMBENCH_STANDARD = 159
-WORLD_VERSION = 7  # bump when the build procedure changes, so caches are rebuilt
+WORLD_VERSION = 6  # bump when the build procedure changes, so caches are rebuilt
 BUILD_THREADS = 1  # torch threads of every build, whatever the machine (see build_threads)
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
