@@ -42,6 +42,12 @@ def save(fig: Figure, path: Path, scale: str) -> None:
     fig.savefig(path, dpi=DPI, format="png")
 
 
+def saved_plot(fig: Figure, path: Path, model: str, scale: str, title: str, caption: str) -> Plot:
+    """Write the figure (with its scale note) and describe it for the tables and the page."""
+    save(fig, path, scale)
+    return Plot(path.stem, path, model, scale, title, caption)
+
+
 def grid(count: int, max_cols: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
     """A figure with ``count`` panels, at most ``max_cols`` per row."""
     cols = min(max_cols, count)
@@ -92,14 +98,13 @@ def safety_utility_plot(runs: list[RunSummary], model: str, scale: str, domains:
             ax.legend(fontsize=6, loc="best")
     title = f"Safety against utility ({domains}) — {scope(model, scale)}"
     fig.suptitle(title, fontsize=10)
-    save(fig, path, scale)
     caption = (
         f"One point per method: mean ± SD over its seeds and orderings (error bars on both axes). Learning retained = "
         f"a method's mean gain in held-out response NLL on each domain when trained, as % of {REFERENCE_METHOD}'s in the "
         f"same ordering; the star is the starting model (step 0, nothing learned); {NO_TRAINING_METHOD} (X) is the "
         f"built-in reference that learns nothing. Up and right is better. {scale_note(scale)}"
     )
-    return Plot(path.stem, path, model, scale, title, caption)
+    return saved_plot(fig, path, model, scale, title, caption)
 
 
 def draw_method_point(ax: Axes, method: str, points: list[Point], color: Color) -> int:
@@ -132,9 +137,8 @@ def trajectory_plot(runs: list[RunSummary], model: str, scale: str, path: Path) 
         ax.legend(fontsize=7)
     title = f"Composite safety per step — {scope(model, scale)}"
     fig.suptitle(title, fontsize=10)
-    save(fig, path, scale)
     caption = f"Mean over seeds per method, band ±1 SD; failed runs excluded. {scale_note(scale)}"
-    return Plot(path.stem, path, model, scale, title, caption)
+    return saved_plot(fig, path, model, scale, title, caption)
 
 
 def draw_band(ax: Axes, runs: list[RunSummary], n_steps: int, method: str, color: Color) -> None:
@@ -176,9 +180,8 @@ def ordering_plot(runs: list[RunSummary], model: str, scale: str, domains: str, 
     ax.legend(fontsize=7, title="ordering", title_fontsize=7)
     title = f"Final composite by ordering ({domains}) — {scope(model, scale)}"
     ax.set_title(title, fontsize=10)
-    save(fig, path, scale)
     caption = f"One point per finished run; failed runs are counted under the method name. {scale_note(scale)}"
-    return Plot(path.stem, path, model, scale, title, caption)
+    return saved_plot(fig, path, model, scale, title, caption)
 
 
 def final_mean(runs: list[RunSummary]) -> float:
@@ -216,12 +219,11 @@ def benchmark_plot(runs: list[RunSummary], model: str, scale: str, domains: str,
         ax.grid(axis="y", alpha=0.3)
     title = f"Benchmarks at the final step ({domains}) — {scope(model, scale)}"
     fig.suptitle(title, fontsize=10)
-    save(fig, path, scale)
     caption = (
         f"Mean ± SD over every ordering and seed of {domains}; 'start' is step 0; 'missing' marks a method "
         f"with no number for that benchmark. {scale_note(scale)}"
     )
-    return Plot(path.stem, path, model, scale, title, caption)
+    return saved_plot(fig, path, model, scale, title, caption)
 
 
 # --- Fisher spectrum -----------------------------------------------------------------------------
@@ -245,13 +247,12 @@ def spectrum_plot(runs: list[RunSummary], model: str, scale: str, method: str, p
         draw_mass(ax, curves[layer], {kind: mean(s.k90 for s in layers[layer][kind]) for kind, _ in DATA_KINDS}, layer, by_trace)
     title = f"Fisher spectrum, {method} — {scope(model, scale)}"
     fig.suptitle(title, fontsize=10)
-    save(fig, path, scale)
     norm = "tr(F), as the table's k90" if by_trace else "the sum of the logged top eigenvalues (tr(F) not logged by these runs)"
     caption = (
         f"Share of the Fisher information in the top k eigenvectors, normalised by {norm}; mean over logged runs "
         f"and steps. First panel: mean over layers. Dotted: 90%; dashed: k90 from the table. {scale_note(scale)}"
     )
-    return Plot(path.stem, path, model, scale, title, caption)
+    return saved_plot(fig, path, model, scale, title, caption)
 
 
 def draw_mass(ax: Axes, curves: dict[str, np.ndarray | None], k90: dict[str, float | None], title: str, by_trace: bool) -> None:
