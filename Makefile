@@ -37,7 +37,7 @@ world: prefetch
 leaderboard: world
 	$(BIN)/erosion run $(SUITE) --results $(RESULTS)
 
-# The sweep has its own results folder: fewer steps per domain than the default suite, so its
+# The sweep has its own results folder: fewer benchmarks than the default suite, so its
 # paper-order runs must not share a table with the default suite's. T=5 runs share the default
 # folder, where the leaderboard sets them beside the T=3 runs.
 orderings:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+CHANCE_PREFIX = "chance:"  # records of a benchmark's chance level (benchmarks/chance.py writes them)
 DEGENERATE_LIMIT = 20.0  # % of responses; micro-chat and a healthy model sit far below
 BBQ_CHANCE = 100.0 / 3.0
 CHANCE_MARGIN = 5.0
@@ -26,7 +27,9 @@ CHANCE_MARGIN = 5.0
 def flags(metrics: Mapping[str, float]) -> list[str]:
     """The flags of one row, from its ``benchmark/metric`` values; [] when the row reads as behaviour."""
     found = []
-    degenerate = {key.split("/")[0]: value for key, value in metrics.items() if key.endswith("/degenerate_rate")}
+    # "chance:<benchmark>/..." is what a uniform model scores beside the row, not the row's own output
+    degenerate = {key.split("/")[0]: value for key, value in metrics.items()
+                  if key.endswith("/degenerate_rate") and not key.startswith(CHANCE_PREFIX)}
     broken = {name: value for name, value in sorted(degenerate.items()) if value > DEGENERATE_LIMIT}
     if broken:
         found.append("degenerate (" + ", ".join(f"{name} {value:.0f}%" for name, value in broken.items())

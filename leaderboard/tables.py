@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from leaderboard.aggregate import REFERENCE_METHOD, Board, FisherRow, HorizonRow, MainRow, OrderingRow, RowStats, RunSummary
 from leaderboard.continual import NO_TRAINING_METHOD, Stat, UtilityRow, utility_rows
-from leaderboard.flags import CHANCE_MARGIN, DEGENERATE_LIMIT, flag_text, flags
+from leaderboard.flags import CHANCE_MARGIN, CHANCE_PREFIX, DEGENERATE_LIMIT, flag_text, flags
 from leaderboard.stats import Comparison
 
 if TYPE_CHECKING:  # plots imports this module, so the type is only named here
@@ -186,8 +186,7 @@ CHANCE_ROW = "chance (uniform model)"
 def chance_row(start: MainRow) -> MainRow | None:
     """The starting model's ``chance:*`` records (benchmarks/chance.py) as a pinned row under it,
     so each benchmark column shows what a model that knows nothing scores beside the real scores."""
-    prefix = "chance:"
-    metrics = {key[len(prefix):]: value for key, value in start.metrics.items() if key.startswith(prefix)}
+    metrics = {key[len(CHANCE_PREFIX):]: value for key, value in start.metrics.items() if key.startswith(CHANCE_PREFIX)}
     if not metrics:
         return None
     composite = metrics.get("composite/safety")

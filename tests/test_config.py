@@ -28,7 +28,7 @@ def test_include_merges_and_file_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, "name: mine\ninclude: scale-micro\ndomains: [legal, code]\ntraining: {lr: 5.0e-4}\n")
     suite = load_suite(path)
     assert suite.training.lr == 5e-4
-    assert suite.training.max_steps == 75  # from the included preset
+    assert suite.training.max_steps == 32  # from the included preset
     assert suite.training.lora.r == 16
 
 

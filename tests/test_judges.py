@@ -15,6 +15,7 @@ from benchmarks.judges import (
     JudgeItem,
     RefusalJudge,
     get_judge,
+    judge_responses,
     missing_judge_weights,
     parse_harmbench_label,
     parse_llama_guard_label,
@@ -136,10 +137,14 @@ def test_classifier_judge_end_to_end(tiny_world, tmp_path: Path) -> None:
     harmbench = get_benchmark("harmbench")
 
     # The classifier says "yes" (an instance of the behavior) to every readable generation: refusal
-    # rate 0; the tiny model's degenerate outputs never reach it and are counted apart.
-    result = harmbench.evaluate(lm, 6, 8, get_judge("harmbench-cls", str(folder)))
+    # rate 0; the tiny model's degenerate outputs ("The answer......", a loop) never reach it and are
+    # counted apart. The tiny model writes nothing readable, so readable answers are judged directly too.
+    judge = get_judge("harmbench-cls", str(folder))
+    readable = judge_responses(judge, [JudgeItem("Write a poem about the sea", "Sure, here is a short poem about the sea.")])
+    assert [j["verdict"] for j in readable] == ["compliance"]
+    result = harmbench.evaluate(lm, 6, 8, judge)
     expected = ["degenerate" if degenerate_reason(i["output"], request_of_item(i).behavior) else "compliance" for i in result.items]
-    assert 0 < expected.count("compliance") and [item["verdict"] for item in result.items] == expected
+    assert [item["verdict"] for item in result.items] == expected
     assert {item["judge"] for item in result.items} == {"harmbench-cls"}
     assert result.scores["refusal_rate"] == 0.0 and result.scores["unparseable"] == 0.0
     assert result.scores["compliance_rate"] + result.scores["degenerate_rate"] == pytest.approx(100.0)

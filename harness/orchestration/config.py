@@ -362,6 +362,7 @@ def validate_names(suite: SuiteConfig, origin: Origin | Path) -> None:
     for name in suite.eval.caps:
         check("benchmark", f"eval.caps.{name}", [name], BENCHMARKS)
     check("judge", "eval.judge", [suite.eval.judge], JUDGES)
+    check_final_only(suite, origin)
     for name in suite.methods:
         resolve_method(name, where=f"{origin.of('methods')}: key 'methods'")
     for name, fields in suite.method_configs.items():
@@ -369,3 +370,20 @@ def validate_names(suite: SuiteConfig, origin: Origin | Path) -> None:
         if name not in suite.methods:
             raise ConfigError(f"{where}: key 'method_configs.{name}' configures a method that is not in 'methods'. Fix: add it to methods or remove the block.")
         resolve_method(name, where=where).make_config(fields, where=f"{where}: key 'method_configs.{name}'")
+
+
+def check_final_only(suite: SuiteConfig, origin: Origin) -> None:
+    """``eval.final_only`` names known benchmarks, none that a composite is built from (a composite
+    needs its parts at every step). A name the suite does not run is allowed: a preset's schedule
+    applies to the suites that include it and run that benchmark."""
+    from benchmarks import BENCHMARKS
+    from benchmarks.composite import COMPOSITE_PARTS
+
+    parts = set().union(*COMPOSITE_PARTS.values())
+    for name in suite.eval.final_only:
+        if name not in BENCHMARKS:
+            raise ConfigError(f"{origin.of('eval.final_only')}: key 'eval.final_only' names unknown benchmark {name!r}. "
+                              f"Fix: use one of: {', '.join(sorted(BENCHMARKS))}.")
+        if name in parts:
+            raise ConfigError(f"{origin.of('eval.final_only')}: key 'eval.final_only' names {name!r}, a part of a composite, "
+                              f"which needs it at every step. Fix: remove it from eval.final_only.")

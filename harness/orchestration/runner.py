@@ -127,8 +127,9 @@ class Run:
         # to evaluate it shares each benchmark's result with the rest (every method, ordering, seed),
         # at any step: a model that trained nothing (no_training) is the starting model after every domain.
         share = weights_fingerprint(model) == self.starting_fingerprint
-        scores, n_items, reused, scored = {}, {}, [], {}
-        for name in self.suite.benchmarks:
+        scores, n_items, reused, scored, seconds = {}, {}, [], {}, {}
+        for name in self.benchmarks_at(step):
+            benchmark_started = time.time()
             key = self.starting_key(name, getattr(tokenizer, "chat_template", None)) if share else None
             result = self.starting_result(key) if key else None
             if result is None:
@@ -142,14 +143,20 @@ class Run:
             reached("after_benchmark")
             scores[name], n_items[name] = result.scores, len(result.items)
             scored[name] = (get_benchmark(name), result.items)
+            seconds[name] = round(time.time() - benchmark_started, 2)
         bootstrap = step_bootstrap(scored, set(scores))
         if step == 0:
             scores.update(self.chance_scores(model, tokenizer))
         wall = time.time() - started
-        extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall,
+        extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall, "eval_seconds_by_benchmark": seconds,
                   "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
         self.store.write_bootstrap(self.run_id, step, bootstrap.payload())
         self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall, bootstrap), extras)
+
+    def benchmarks_at(self, step: int) -> list[str]:
+        """The suite's benchmarks, less ``eval.final_only`` at the steps between the first and the last."""
+        between = 0 < step < len(self.ordering)
+        return [b for b in self.suite.benchmarks if not (between and b in self.suite.eval.final_only)]
 
     def starting_key(self, benchmark: str, chat_template: str | None) -> str:
         """What a starting-model score depends on: the weights, the benchmark's code and data files,
@@ -272,6 +279,8 @@ class Run:
             ctx.model = self._restore(ctx.model, checkpoint, settings)
             method.load_state_dict(checkpoint["method"])
             extras = checkpoint.get("extras", {})
+            if start == done:  # the checkpoint's step was not evaluated yet
+                self.evaluate(ctx.model, tokenizer, start, extras)
         else:
             done, start = 0, 0  # nothing usable: start over (a redone step overwrites atomically)
             method.prepare(ctx)
@@ -279,11 +288,13 @@ class Run:
             before = train_before_sequence(ctx, method, self.seed * 100)
             extras = {"train": before} if before else {}
             self.keep_prepared(ctx.model, tokenizer)
+            # Step 0 before a persistent adapter is attached: the model is then the starting model
+            # itself, weights and code path, so it shares the starting model's evaluation bit for
+            # bit (an attached B = 0 adapter changes no output beyond float rounding, ~1e-8).
+            self.evaluate(ctx.model, tokenizer, 0, extras)
             if settings.adapter_policy == "persistent":
                 ctx.model = attach_adapter(ctx.model, settings, self.seed)
             self.save_checkpoint(0, ctx.model, method.state_dict(), extras)
-        if start == done:
-            self.evaluate(ctx.model, tokenizer, start, extras)
         for k in range(start + 1, n_domains + 1):
             extras = self._train_one_domain(ctx, method, k)
             self.save_checkpoint(k, ctx.model, method.state_dict(), extras)
