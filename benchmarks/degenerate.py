@@ -148,8 +148,7 @@ def degenerate_reason(response: str, request: str | None = None) -> DegenerateRe
         return "loop"
     if request is not None and not asks_for_code(request) and looks_like_code(response):
         return "off_format_code"
-    label = label_reply(response) if request is not None else None
-    if label is not None and not offers_label(request, label):
+    if request is not None and (label := label_reply(response)) is not None and not offers_label(request, label):
         return "off_format_answer"
     return None
 

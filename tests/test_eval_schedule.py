@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from test_methods_support import TINY_SUITE
 
+from benchmarks.chance import CHANCE_PREFIX
 from harness.core.errors import ConfigError
 from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
@@ -19,7 +20,7 @@ FINAL_ONLY = {"benchmarks": ["harmbench", "xstest"], "eval": {"caps": {"harmbenc
 def benchmarks_by_step(store: ResultStore) -> dict[int, set[str]]:
     found: dict[int, set[str]] = {}
     for record in store.records():
-        if not record["benchmark"].startswith(("chance:", "composite")):
+        if not record["benchmark"].startswith((CHANCE_PREFIX, "composite")):
             found.setdefault(record["step"], set()).add(record["benchmark"])
     return found
 
