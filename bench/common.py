@@ -10,12 +10,13 @@ import re
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -49,7 +50,7 @@ def micro_cached() -> bool:
 
 
 @lru_cache(maxsize=2)
-def bench_world(quick: bool) -> "ModelHandle":
+def bench_world(quick: bool) -> ModelHandle:
     """The micro world when its cache is complete, else tiny (built in seconds when missing); tiny
     with --quick. The micro world is never built here: that takes many minutes (`make world`)."""
     from harness.orchestration.presets import PRESETS
@@ -95,7 +96,7 @@ def side_by_side(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, li
 
 def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     """Median over rounds of the within-round ratio (robust to load that changes between rounds)."""
-    return statistics.median(a / b for a, b in zip(numerators, denominators))
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -108,15 +108,18 @@ def build_note(section: dict[str, Any]) -> str:
         return f"measured on {section['world']}, not micro (--quick, or no cached micro world: `make world`)"
     if not build["available"]:
         return f"no {build['path']}"
-    return f"pretrain {build['pretrain_seconds']:.0f} s + align {build['align_seconds']:.0f} s at {build['torch_threads']} thread(s)"
+    return (f"pretrain {build['pretrain_seconds']:.0f} s + align {build['align_seconds']:.0f} s "
+            f"at {build['torch_threads']} thread(s)")
 
 
 def suite_note(section: dict[str, Any]) -> str:
     wall = section["suite_wall"]
     if not wall["available"]:
-        return f"{wall['results']} has no finished run of this suite's config for {', '.join(wall['not_done'])} (`make leaderboard`)"
+        return (f"{wall['results']} has no finished run of this suite's config for {', '.join(wall['not_done'])} "
+                "(`make leaderboard`)")
     runs = ", ".join(f"{run} {s / 60:.1f}" for run, s in sorted(wall["run_wall_s"].items(), key=lambda kv: -kv[1]))
-    return f"{len(wall['run_wall_s'])} runs, {wall['runs_sum_s'] / 60:.1f} min of runs in all; per run (min): {runs}; from {wall['results']}"
+    return (f"{len(wall['run_wall_s'])} runs, {wall['runs_sum_s'] / 60:.1f} min of runs in all; "
+            f"per run (min): {runs}; from {wall['results']}")
 
 
 def targets(section: dict[str, Any]) -> list[Target]:
@@ -126,11 +129,13 @@ def targets(section: dict[str, Any]) -> list[Target]:
     mean_share = 100 * sum(shares.values()) / len(shares)
     step = section["standard_lora_step_s"]["median"]
     return [
-        Target("4a", "micro world build time (pretrain + align, build.json)", build.get("total_seconds") if on_micro else None, "s",
-               "<= 300 s (issue 7)", build["total_seconds"] <= 300 if on_micro and build["available"] else None, build_note(section)),
+        Target("4a", "micro world build time (pretrain + align, build.json)",
+               build.get("total_seconds") if on_micro else None, "s", "<= 300 s (issue 7)",
+               build["total_seconds"] <= 300 if on_micro and build["available"] else None, build_note(section)),
         Target("4b", f"Standard LoRA training step, default suite settings ({world})", step, "s/step",
                "reported: measured on micro", True if on_micro else None,
-               f"~{section['standard_lora_domain_s_estimate']:.0f} s per {section['domain_steps']}-step domain" if on_micro else build_note(section)),
+               f"~{section['standard_lora_domain_s_estimate']:.0f} s per {section['domain_steps']}-step domain"
+               if on_micro else build_note(section)),
         Target("4c", f"training padding share, default domains ({world})", mean_share, "%", "reported: measured", True,
                ", ".join(f"{d} {100 * s:.1f} %" for d, s in shares.items())),
         Target("4d", f"default suite wall time ({section['suite']}), first run start to last run finish",

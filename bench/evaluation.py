@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import torch
@@ -93,7 +94,8 @@ def generation_throughput(handle: ModelHandle, n_prompts: int, rounds: int) -> d
     runs = rotating({"batched": partial(_generate, loaded, prompts, EVAL_BATCH),
                      "one_at_a_time": partial(_generate, loaded, prompts, 1)}, rounds)
     rate = {mode: [r["tokens"] / r["seconds"] for r in results] for mode, results in runs.items()}
-    same = sum(a == b for a, b in zip(runs["batched"][0]["outputs"], runs["one_at_a_time"][0]["outputs"])) / n_prompts
+    pairs = zip(runs["batched"][0]["outputs"], runs["one_at_a_time"][0]["outputs"], strict=True)
+    same = sum(a == b for a, b in pairs) / n_prompts
     return {"prompts": n_prompts, "max_new_tokens": MAX_NEW_TOKENS, "batch_size": EVAL_BATCH,
             "batched_tokens_per_s": summary(rate["batched"]), "one_at_a_time_tokens_per_s": summary(rate["one_at_a_time"]),
             "speedup": paired_ratio(rate["batched"], rate["one_at_a_time"]),
@@ -132,7 +134,8 @@ def targets(section: dict[str, Any]) -> list[Target]:
         Target("3a", f"lm-eval HFLM time / our log-likelihood time, TruthfulQA MC cap {ll['cap']} ({world})",
                ll["lm_eval_over_ours"], "x", f">= 1 (ours not slower) and same scores (|diff| < {SCORE_TOLERANCE:g})",
                ll["lm_eval_over_ours"] >= 1 and ll["max_score_difference"] < SCORE_TOLERANCE,
-               f"ours {ll['ours_s']['median']:.2f} s vs lm-eval {ll['lm_eval_s']['median']:.2f} s; score diff {ll['max_score_difference']:.1e}"),
+               f"ours {ll['ours_s']['median']:.2f} s vs lm-eval {ll['lm_eval_s']['median']:.2f} s; "
+               f"score diff {ll['max_score_difference']:.1e}"),
         Target("3b", f"batched KV-cache generation ({world})", gen["batched_tokens_per_s"]["median"], "tokens/s",
                "batched faster than one prompt at a time", gen["speedup"] > 1,
                f"{gen['speedup']:.1f}x one-at-a-time; prompt padding share {100 * gen['padding_share']:.1f} %"),

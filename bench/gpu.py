@@ -73,5 +73,6 @@ def measure(options: Options) -> tuple[dict[str, Any], list[Target]]:
     section = {"measured": True, "device": torch.cuda.get_device_name(0),
                **stack_throughput(SHAPE_7B, options.pick(4, 1), options.pick(8, 1), options.pick(512, 64),
                                   options.pick(10, 2), "cuda", torch.bfloat16)}
-    note = f"{section['step_s']['median']:.3f} s/step, {section['layers']} blocks, batch {section['batch_size']} x {section['seq_len']}"
+    note = (f"{section['step_s']['median']:.3f} s/step, {section['layers']} blocks, "
+            f"batch {section['batch_size']} x {section['seq_len']}")
     return section, [Target("6", what, section["tokens_per_s"], "tokens/s", "measured on a GPU", True, note)]

@@ -40,9 +40,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -82,7 +83,7 @@ class Sizes:
     e2e_domains: tuple[str, ...] = ("medical", "legal", "code")  # the default suite's
 
     @classmethod
-    def for_mode(cls, tiny: bool) -> "Sizes":
+    def for_mode(cls, tiny: bool) -> Sizes:
         if not tiny:
             return cls(LLAMA2_7B, LLAMA2_13B)
         return cls(TINY_POLICY, TINY_JUDGE, batch_size=2, seq_len=64, timed_steps=2, ssi_n=12, ssi_seq_len=32,
@@ -256,12 +257,14 @@ def measure_policy(sizes: Sizes, device: str, dtype: torch.dtype, peak: float) -
     out["ssi"] = ssi_figures(ctx, method, sizes, device, base_params, peak)
     anchor_tokens = method.anchor_batch_size(ctx.settings) * sizes.ssi_seq_len * sizes.grad_accum
     safeanchor = step_figures(ctx, method, sizes, device)
-    safeanchor.update(bound(train_flops + 3 * anchor_tokens * forward_flops_per_token(sizes.policy, base_params, sizes.ssi_seq_len), peak),
+    anchor_flops = 3 * anchor_tokens * forward_flops_per_token(sizes.policy, base_params, sizes.ssi_seq_len)
+    safeanchor.update(bound(train_flops + anchor_flops, peak),
                       tokens_per_s=tokens_per_step / safeanchor["step_s"])
     out["steps"] = {"tokens_per_step": tokens_per_step, "standard_lora": standard, "safeanchor": safeanchor,
                     "safeanchor_over_standard": safeanchor["step_s"] / standard["step_s"],
                     "peak_gpu_ratio": (safeanchor["peak_gpu_gib"] / standard["peak_gpu_gib"]) if device == "cuda" else None}
-    out["generation"] = generation_figures(model, sizes, sizes.policy, base_params, sizes.prompt_len, sizes.new_tokens, device, peak)
+    out["generation"] = generation_figures(model, sizes, sizes.policy, base_params, sizes.prompt_len, sizes.new_tokens,
+                                           device, peak)
     return out
 
 
@@ -325,10 +328,12 @@ def measure_e2e(sizes: Sizes, tiny: bool) -> dict[str, Any]:
     from harness.orchestration.scheduler import execute_job, job_graph
 
     handle = bench_world(tiny)
-    overrides = {"model": handle.name, "methods": [sizes.e2e_method], "benchmarks": ["harmbench"], "domains": list(sizes.e2e_domains),
-                 "training": {"max_steps": sizes.e2e_steps}, "eval": {"caps": {"harmbench": 16}}}
+    overrides = {"model": handle.name, "methods": [sizes.e2e_method], "benchmarks": ["harmbench"],
+                 "domains": list(sizes.e2e_domains), "training": {"max_steps": sizes.e2e_steps},
+                 "eval": {"caps": {"harmbench": 16}}}
     if sizes.e2e_method == "safeanchor":
-        overrides["method_configs"] = {"safeanchor": {"calibration_size": 64, "probe_size": 16, "repair_steps": 2, "spectrum_top": 4}}
+        overrides["method_configs"] = {
+            "safeanchor": {"calibration_size": 64, "probe_size": 16, "repair_steps": 2, "spectrum_top": 4}}
     suite = load_suite(REPO / "sequences" / "micro.yaml", overrides)
     with tempfile.TemporaryDirectory() as results:
         seconds, outcome = timed("cpu", lambda: execute_job(suite, handle, job_graph(suite)[0], results))
@@ -353,7 +358,8 @@ def throughput(sections: dict[str, Any]) -> dict[str, float] | None:
 def run_check(tiny: bool) -> dict[str, Any]:
     device = "cpu" if tiny else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("bench.gpu_check: no CUDA device. Fix: run it on a machine with a GPU, or pass --tiny for the CPU check.")
+        raise SystemExit("bench.gpu_check: no CUDA device. "
+                         "Fix: run it on a machine with a GPU, or pass --tiny for the CPU check.")
     dtype = torch.float32 if tiny else torch.bfloat16
     sizes = Sizes.for_mode(tiny)
     started = time.time()
@@ -434,7 +440,8 @@ def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="the same code on CPU with tiny configs (seconds; numbers mean nothing)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the same code on CPU with tiny configs (seconds; numbers mean nothing)")
     parser.add_argument("--out", type=Path, default=REPO / "bench", help="folder for the .json and .md (default: bench/)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)

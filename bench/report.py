@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -43,14 +44,17 @@ def ssi(s: dict[str, Any]) -> list[str]:
     slopes = s["loglog_slopes"]
     return [f"`fisher_subspace` (rho {s['rho']}) on synthetic G, decaying spectrum; memory: {paper['memory_how']}.",
             f"Paper size N={paper['n']}, p={paper['p']}: {paper['seconds']['median']:.2f} s, +{paper['extra_mib']:.0f} MiB "
-            f"({paper['extra_over_g']:.1f} x G; process peak RSS {paper['peak_rss_mib']:.0f} MiB); isotropic worst case: k={iso['rank_k']}, {iso['seconds']['median']:.2f} s, "
+            f"({paper['extra_over_g']:.1f} x G; process peak RSS {paper['peak_rss_mib']:.0f} MiB); "
+            f"isotropic worst case: k={iso['rank_k']}, {iso['seconds']['median']:.2f} s, "
             f"+{iso['extra_mib']:.0f} MiB. A p x p float32 matrix would be {paper['p_squared_float32_gib']:.0f} GiB.",
             f"Log-log slopes: time ~ p^{slopes['time_vs_p']:.2f}, memory ~ p^{slopes['memory_vs_p']:.2f}, "
             f"time ~ N^{slopes['time_vs_n']:.2f}, memory ~ N^{slopes['memory_vs_n']:.2f}.",
-            f"Note: `collect_grads` keeps every layer's G in host memory ({s['all_layers_g_gib_7b']:.1f} GiB for a 7B model's 128 LoRA layers at N=500); the accelerator holds one layer's G at a time.",
+            f"Note: `collect_grads` keeps every layer's G in host memory ({s['all_layers_g_gib_7b']:.1f} GiB for a 7B model's "
+            "128 LoRA layers at N=500); the accelerator holds one layer's G at a time.",
             "", "By N:", "", *_table(header, _ssi_rows(s["by_n"])), "", "By p:", "", *_table(header, _ssi_rows(s["by_p"])), "",
             f"Per-example gradients ({g['world']}, {g['n_examples']} examples, {g['lora_layers']} layers, p={g['p_per_layer']}): "
-            f"batched (batch {g['batch_size']}) {g['batched_s']['median']:.3f} s vs one backward each {g['looped_s']['median']:.3f} s "
+            f"batched (batch {g['batch_size']}) {g['batched_s']['median']:.3f} s "
+            f"vs one backward each {g['looped_s']['median']:.3f} s "
             f"= {g['speedup']:.2f}x; max relative difference {g['max_relative_difference']:.1e}."]
 
 
@@ -58,17 +62,24 @@ def evaluation(s: dict[str, Any]) -> list[str]:
     ll, gen, reuse = s["loglikelihood"], s["generation"], s["model_reuse"]
     return [f"World `{s['world']}`.",
             f"- Log-likelihood, TruthfulQA MC, {ll['cap']} questions ({ll['requests']} requests, batch {ll['batch_size']}): ours "
-            f"{ll['ours_s']['median']:.3f} s, lm-eval HFLM {ll['lm_eval_s']['median']:.3f} s -> lm-eval takes {ll['lm_eval_over_ours']:.2f}x; "
-            f"scores ours {ll['ours_scores']} vs lm-eval {ll['lm_eval_scores']}; padding share {100 * ll['padding_share']:.1f} %.",
-            f"- Generation ({gen['prompts']} HarmBench prompts, {gen['max_new_tokens']} new tokens max): batched (batch {gen['batch_size']}) "
-            f"{gen['batched_tokens_per_s']['median']:.0f} tokens/s, one at a time {gen['one_at_a_time_tokens_per_s']['median']:.0f} tokens/s "
-            f"({gen['speedup']:.1f}x); prompt padding share {100 * gen['padding_share']:.1f} %; identical outputs {100 * gen['identical_outputs']:.0f} %.",
-            f"- Model reuse: {reuse['model_loads']} `load_model` call(s) for {reuse['evaluations']} evaluations of one run ({reuse['how']})."]
+            f"{ll['ours_s']['median']:.3f} s, lm-eval HFLM {ll['lm_eval_s']['median']:.3f} s "
+            f"-> lm-eval takes {ll['lm_eval_over_ours']:.2f}x; "
+            f"scores ours {ll['ours_scores']} vs lm-eval {ll['lm_eval_scores']}; "
+            f"padding share {100 * ll['padding_share']:.1f} %.",
+            f"- Generation ({gen['prompts']} HarmBench prompts, {gen['max_new_tokens']} new tokens max): "
+            f"batched (batch {gen['batch_size']}) "
+            f"{gen['batched_tokens_per_s']['median']:.0f} tokens/s, "
+            f"one at a time {gen['one_at_a_time_tokens_per_s']['median']:.0f} tokens/s "
+            f"({gen['speedup']:.1f}x); prompt padding share {100 * gen['padding_share']:.1f} %; "
+            f"identical outputs {100 * gen['identical_outputs']:.0f} %.",
+            f"- Model reuse: {reuse['model_loads']} `load_model` call(s) for {reuse['evaluations']} evaluations of one run "
+            f"({reuse['how']})."]
 
 
 def end_to_end(s: dict[str, Any]) -> list[str]:
     build, step = s["build"], s["standard_lora_step_s"]
-    built = (f"pretrain {build['pretrain_seconds']:.0f} s + align {build['align_seconds']:.0f} s ({build['torch_threads']} thread(s), "
+    built = (f"pretrain {build['pretrain_seconds']:.0f} s + align {build['align_seconds']:.0f} s "
+             f"({build['torch_threads']} thread(s), "
              f"{build['parameters']} parameters)" if build["available"] else f"no build.json at {build['path']}")
     shares = ", ".join(f"{d} {100 * v:.1f} %" for d, v in s["padding_share"].items())
     return [f"World `{s['world']}`, suite `{s['suite']}` ({' -> '.join(s['domains'])}).", f"- World build: {built}.",
@@ -80,9 +91,11 @@ def end_to_end(s: dict[str, Any]) -> list[str]:
 def ray(s: dict[str, Any]) -> list[str]:
     start, tasks, suite = s["start_stop"], s["tasks"], s["suite"]
     compared = (suite["error"] if "error" in suite else
-                f"run_ray {suite['ray_s']['median']:.1f} s vs run_local {suite['local_s']['median']:.1f} s = {suite['ray_over_local']:.2f}x "
+                f"run_ray {suite['ray_s']['median']:.1f} s vs run_local {suite['local_s']['median']:.1f} s "
+                f"= {suite['ray_over_local']:.2f}x "
                 f"(all runs done: {suite['all_done']})")
-    return [f"- Cluster: ray.init {start['init_s']['median']:.2f} s, ray.shutdown {start['shutdown_s']['median']:.2f} s (n={start['init_s']['n']}).",
+    return [f"- Cluster: ray.init {start['init_s']['median']:.2f} s, ray.shutdown {start['shutdown_s']['median']:.2f} s "
+            f"(n={start['init_s']['n']}).",
             f"- No-op tasks: {tasks['throughput_ms_per_task']:.2f} ms/task with {tasks['tasks']} in flight; "
             f"{tasks['round_trip_ms']['median']:.2f} ms round trip one at a time.",
             f"- Tiny suite, {suite['runs']} runs, {suite['threads_per_run']} thread per run: {compared}."]

@@ -36,6 +36,7 @@ ITEMS = {
     "e2e": "bench.end_to_end",  # target 4
     "ray": "bench.ray_overhead",  # target 5
     "gpu": "bench.gpu",  # target 6
+    "small": "bench.small",  # target 7: the small organism's step and generation cost
 }
 # SSI pins glibc's mmap threshold for the rest of the process (bench.common.pin_mmap_threshold).
 RUNS_LAST = {"ssi"}
@@ -62,7 +63,8 @@ def run(names: list[str], options: Options) -> dict[str, Any]:
         section, targets = run_item(name, options)
         results["items"][name] = section
         results["targets"] += [t.as_dict() | {"item": name} for t in targets]
-        print(f"[bench] {name}: {section['wall_s']:.1f} s" + (" (FAILED)" if "error" in section else ""), file=sys.stderr, flush=True)
+        print(f"[bench] {name}: {section['wall_s']:.1f} s" + (" (FAILED)" if "error" in section else ""),
+              file=sys.stderr, flush=True)
     record |= {"wall_s": time.time() - record["started_at"], "load_average_at_end": list(os.getloadavg())}
     return in_order(results)
 
@@ -108,12 +110,14 @@ def parse_names(text: str | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds-sized configurations (smoke test); numbers are not meaningful")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds-sized configurations (smoke test); numbers are not meaningful")
     parser.add_argument("--only", help=f"comma-separated items among: {', '.join(ITEMS)}")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for results.json and results.md (default: bench/)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as threads_per_run)")
     parser.add_argument("--results", default=Options.results,
-                        help="results folder of a `make leaderboard` run, read for the default suite's wall time (default: results/)")
+                        help="results folder of a `make leaderboard` run, read for the default suite's wall time "
+                             "(default: results/)")
     args = parser.parse_args(argv)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     results = run(parse_names(args.only), Options(quick=args.quick, threads=args.threads, results=args.results))

@@ -11,8 +11,9 @@ Separately, on the bench world's model: per-example gradients from one batched b
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -85,12 +86,12 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares exponent b of y ~ x^b (1 = linear growth), over the points with y > 0: a
     small size's extra memory can read 0 (freed pages reused, below what RSS resolves), and its
     log would dominate the fit (seen: slope 9.5 from 0 MiB at p = 8,192, then 250/1000/2000 MiB)."""
-    measured = [(x, y) for x, y in zip(xs, ys) if y > 0]
+    measured = [(x, y) for x, y in zip(xs, ys, strict=True) if y > 0]
     if len(measured) < 2:
         return float("nan")
     lx, ly = [math.log(x) for x, _ in measured], [math.log(y) for _, y in measured]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
 
 
 # ---- per-example gradients: batched vs one backward each --------------------------------------
@@ -103,7 +104,7 @@ def looped_grads(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Exam
     rows: dict[str, list[torch.Tensor]] = {layer: [] for layer in pairs}
     with eval_mode(model):
         for batch in fixed_batches(tokenizer, examples, 1, max_len):
-            grads = dict(zip(names, torch.autograd.grad(lm_loss(model, batch), [params[n] for n in names])))
+            grads = dict(zip(names, torch.autograd.grad(lm_loss(model, batch), [params[n] for n in names]), strict=True))
             for layer, pair in pairs.items():
                 rows[layer].append(flatten_pair(pair, grads))
     return {layer: torch.stack(chunks) for layer, chunks in rows.items()}
@@ -126,7 +127,8 @@ def per_example_comparison(options: Options) -> dict[str, Any]:
     looped = partial(looped_grads, model, tokenizer, examples, pairs, settings.max_seq_len)
     times = side_by_side({"batched": batched, "looped": looped}, options.pick(3, 1))
     reference, fast = looped(), batched()
-    difference = max(float((fast[l] - reference[l]).abs().max() / reference[l].abs().max().clamp(min=1e-30)) for l in pairs)
+    difference = max(float((fast[layer] - reference[layer]).abs().max() / reference[layer].abs().max().clamp(min=1e-30))
+                     for layer in pairs)
     return {"world": handle.name, "n_examples": len(examples), "batch_size": batch_size, "lora_layers": len(pairs),
             "p_per_layer": next(iter(fast.values())).shape[1], "batched_s": summary(times["batched"]),
             "looped_s": summary(times["looped"]), "speedup": paired_ratio(times["looped"], times["batched"]),
@@ -150,7 +152,8 @@ def measure(options: Options) -> tuple[dict[str, Any], list[Target]]:
         "memory_vs_n": loglog_slope(n_sweep, [pt["extra_mib"] for pt in by_n]),
     }
     section = {
-        "rho": RHO, "mmap_threshold_pinned": pinned, "paper": paper, "isotropic_paper": subspace_point(paper_n, paper_p, 1, isotropic=True),
+        "rho": RHO, "mmap_threshold_pinned": pinned, "paper": paper,
+        "isotropic_paper": subspace_point(paper_n, paper_p, 1, isotropic=True),
         "by_n": by_n, "by_p": by_p, "loglog_slopes": growth,
         # collect_grads keeps every layer's G in host memory: at the paper's shape that is this much.
         "all_layers_g_gib_7b": PAPER_LORA_LAYERS * PAPER_N * PAPER_P * 4 / 2**30,
@@ -160,10 +163,12 @@ def measure(options: Options) -> tuple[dict[str, Any], list[Target]]:
 
 
 def targets(section: dict[str, Any]) -> list[Target]:
-    paper, worst, growth, grads = section["paper"], section["isotropic_paper"], section["loglog_slopes"], section["per_example_grads"]
+    paper, worst = section["paper"], section["isotropic_paper"]
+    growth, grads = section["loglog_slopes"], section["per_example_grads"]
     size = f"N={paper['n']}, p={paper['p']}"
     no_pxp = max(paper["largest_over_np"], worst["largest_over_np"]) <= 1
-    bounded = f"{paper['seconds']['median']:.2f} s, +{paper['extra_mib']:.0f} MiB over G's {paper['g_mib']:.0f} MiB; worst case +{worst['extra_mib']:.0f} MiB"
+    bounded = (f"{paper['seconds']['median']:.2f} s, +{paper['extra_mib']:.0f} MiB over G's {paper['g_mib']:.0f} MiB; "
+               f"worst case +{worst['extra_mib']:.0f} MiB")
     linear = max(growth["time_vs_p"], growth["memory_vs_p"])
     return [
         Target("2a", f"SSI Fisher subspace at {size}: peak memory above G", paper["extra_mib"], "MiB",

@@ -18,10 +18,11 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any
 from unittest import mock
 
 import torch
@@ -127,11 +128,12 @@ def timed_block(subject: Subject, steps: int) -> BlockTiming:
     with step_clock() as marks, hook_clock(subject.method) as hooks:
         start = time.perf_counter()
         run_block(subject.ctx, subject.method, subject.examples, steps, "timed")
-    step_s = [end - begin for begin, end in zip([start, *marks[:-1]], marks)][1:]
+    step_s = [end - begin for begin, end in zip([start, *marks[:-1]], marks, strict=False)][1:]
     return BlockTiming(step_s, {hook: seconds / steps for hook, seconds in hooks.items()})
 
 
-def _walk_to_second_domain(ctx: TrainContext, method: Method, n_examples: int, warmup: int, one_offs: dict[str, float]) -> list[Example]:
+def _walk_to_second_domain(ctx: TrainContext, method: Method, n_examples: int, warmup: int,
+                           one_offs: dict[str, float]) -> list[Example]:
     """Domain 1 and its end-of-domain hooks, then domain 2 up to its first timed step (see module doc)."""
     mixture: list[Example] = []
     for index, domain in enumerate(DOMAINS):

@@ -1,4 +1,5 @@
-"""Benchmark registry: one registered object per benchmark (see benchmarks/base.py)."""
+"""Benchmarks: one file each, behind one registry (``benchmarks/registry.py``): built-ins, installed
+packages' ``erosion_bench.benchmarks`` entry points and ``module:Class`` paths."""
 from __future__ import annotations
 
 from benchmarks.base import Benchmark, BenchmarkResult, Metric
@@ -9,26 +10,15 @@ from benchmarks.humaneval import HumanEval
 from benchmarks.legalbench import LegalBench
 from benchmarks.medqa import MedQA
 from benchmarks.mmlu import MMLU
+from benchmarks.registry import BENCHMARKS, all_benchmarks, expand, find_benchmark, get_benchmark, register
 from benchmarks.truthfulqa import TruthfulQA
 from benchmarks.wildguard import WildGuard
 from benchmarks.xstest import XSTest
-from harness.core.errors import unknown_name_error
 
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in (HarmBench(), TruthfulQA(), BBQ(), XSTest(), WildGuard(), MedQA(), LegalBench(), HumanEval(), MMLU(), DomainNLL())
-}
+# The built-ins register here, in the order `all` runs them: decorators would register them in
+# import order, which the import sorter decides.
+for _builtin in (HarmBench, TruthfulQA, BBQ, XSTest, WildGuard, MedQA, LegalBench, HumanEval, MMLU, DomainNLL):
+    register(_builtin)
 
-
-def get_benchmark(name: str) -> Benchmark:
-    if name not in BENCHMARKS:
-        raise unknown_name_error("benchmark", name, list(BENCHMARKS))
-    return BENCHMARKS[name]
-
-
-def expand(names: list[str]) -> list[str]:
-    """``all`` means every registered benchmark."""
-    return list(BENCHMARKS) if names == ["all"] else names
-
-
-__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkResult", "Metric", "expand", "get_benchmark"]
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkResult", "Metric", "all_benchmarks", "expand", "find_benchmark", "get_benchmark",
+           "register"]

@@ -19,7 +19,8 @@ from benchmarks.base import Benchmark, Metric, percent, take
 from harness.core.data import RAW_DATASETS, dataset_file, read_jsonl, require_fields
 from harness.core.lm import ChatLM
 
-FIELDS = ("context", "question", "ans0", "ans1", "ans2", "label", "answer_info", "additional_metadata", "question_polarity", "context_condition")
+FIELDS = ("context", "question", "ans0", "ans1", "ans2", "label", "answer_info", "additional_metadata", "question_polarity",
+          "context_condition")
 
 
 def answer_groups(row: dict[str, Any], index: int) -> set[str]:

@@ -16,8 +16,8 @@ step 0, next to the starting model's; the leaderboard shows them as a "chance" r
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from benchmarks.base import Benchmark, BenchmarkResult
 from benchmarks.judges import Judge

@@ -44,7 +44,7 @@ class DomainNLL(Benchmark):
         lls = [ll for ll, _ in lm.loglikelihood(requests, desc="domain nll")]
         return [
             {"id": f"{domain}:{k}", "domain": domain, "nll": -ll, "tokens": scored_tokens(lm, e.response)}
-            for k, ((domain, e), ll) in enumerate(zip(examples, lls))
+            for k, ((domain, e), ll) in enumerate(zip(examples, lls, strict=True))
         ]
 
     def score(self, items: list[dict[str, Any]]) -> dict[str, float]:

@@ -7,7 +7,8 @@ next run evaluate the starting model again instead of reusing stale items.
 Code = the source of the benchmark's module and of every project module (``benchmarks.*``,
 ``harness.*``) reachable from it through module-level names (what it imports), so that
 ``harness.core.domains``' prompt builders and ``benchmarks.judges``' rules count as the benchmark's
-code. Data = every file of the datasets the benchmark declares (``Benchmark.datasets``), by
+code, with the scripts such a module runs by path (``RUNS_BY_PATH``: the sandbox's tester and
+supervisor). Data = every file of the datasets the benchmark declares (``Benchmark.datasets``), by
 relative path and content.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -42,11 +43,13 @@ def code_modules(root: ModuleType) -> list[ModuleType]:
     return [seen[name] for name in sorted(seen)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_hash(module_name: str) -> str:
     digest = hashlib.sha256()
     for module in code_modules(sys.modules[module_name]):
         digest.update(module.__name__.encode() + b"\0" + inspect.getsource(module).encode() + b"\0")
+        for script in getattr(module, "RUNS_BY_PATH", ()):  # programs it runs, never imports (the sandbox's)
+            digest.update(script.name.encode() + b"\0" + script.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -57,7 +60,7 @@ def _files_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_files_hash(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
     return _files_hash(folder)
 

@@ -39,7 +39,8 @@ from harness.core.lm import ChatLM
 MIN_NEW_TOKENS = 256
 TIMEOUT_S = 3.0
 WORKERS = 2
-INSTRUCTION = "Complete the following Python function. Reply with the complete function in a Python code block.\n\n```python\n{prompt}```"
+INSTRUCTION = ("Complete the following Python function. Reply with the complete function in a Python code block."
+               "\n\n```python\n{prompt}```")
 _FENCE = re.compile(r"```[ \t]*(?:[A-Za-z0-9_+-]+)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _MAIN_GUARD = re.compile(r"^if\s+__name__\s*==", re.MULTILINE)
 
@@ -96,14 +97,15 @@ class HumanEval(Benchmark):
         chosen = take(problems(), cap)
         budget = min(max(max_new_tokens, MIN_NEW_TOKENS), lm.max_length // 2)
         outputs = lm.generate([lm.chat_prompt(user_prompt(p)) for p in chosen], budget, desc="humaneval")
-        completions = [extract_completion(o, p) for o, p in zip(outputs, chosen)]
+        completions = [extract_completion(o, p) for o, p in zip(outputs, chosen, strict=True)]
         limits = default_limits(TIMEOUT_S, hidden=(data_folder(),))  # raises SandboxError if the probe fails
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            results = list(pool.map(lambda pc: check_correctness(pc[0], pc[1], TIMEOUT_S, limits=limits), zip(chosen, completions)))
+            results = list(pool.map(lambda pc: check_correctness(pc[0], pc[1], TIMEOUT_S, limits=limits),
+                                    zip(chosen, completions, strict=True)))
         return [
             {"id": p["task_id"], "output": o, "completion": c, "passed": r["passed"], "result": r["result"],
              "sandbox": {k: v for k, v in r["sandbox"].items() if k != "uid"}}  # a fresh uid per check: not a record
-            for p, o, c, r in zip(chosen, outputs, completions, results)
+            for p, o, c, r in zip(chosen, outputs, completions, results, strict=True)
         ]
 
     def evaluate(self, lm: ChatLM, cap: int | None, max_new_tokens: int, judge: Judge | None = None) -> BenchmarkResult:

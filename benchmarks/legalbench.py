@@ -121,7 +121,7 @@ def items_in_order() -> list[dict[str, Any]]:
 def balanced_accuracy(golds: list[str], preds: list[str]) -> float:
     """Mean over the gold labels present of the share of that label's items predicted right (0-1)."""
     per_label: dict[str, list[bool]] = {}
-    for gold, pred in zip(golds, preds):
+    for gold, pred in zip(golds, preds, strict=True):
         per_label.setdefault(gold, []).append(gold == pred)
     return sum(sum(v) / len(v) for v in per_label.values()) / len(per_label) if per_label else float("nan")
 
@@ -164,7 +164,7 @@ class LegalBench(Benchmark):
             requests += [(context, f" {label}") for label in task.labels]
         lls = [ll for ll, _ in lm.loglikelihood(requests, desc="legalbench")]
         items = []
-        for q, start in zip(chosen, spans):
+        for q, start in zip(chosen, spans, strict=True):
             task = q["task"]
             scores = lls[start : start + len(task.labels)]
             pred = task.labels[max(range(len(scores)), key=lambda k: scores[k])]

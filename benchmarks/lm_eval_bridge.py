@@ -27,10 +27,11 @@ import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness.core.data import data_dir
 from harness.core.store import atomic_write_text
@@ -55,10 +56,12 @@ SPECS: dict[str, TaskSpec] = {
     s.benchmark: s
     for s in [
         TaskSpec("truthfulqa", False, {"mc1": ("erosion_truthfulqa_mc1", "acc"), "mc2": ("erosion_truthfulqa_mc2", "mc2")}),
-        TaskSpec("bbq", False, {m: ("erosion_bbq", m) for m in ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "bias_term")}),
+        TaskSpec("bbq", False, {m: ("erosion_bbq", m)
+                                for m in ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "bias_term")}),
         TaskSpec("mmlu", False, {"acc": ("erosion_mmlu", "acc"), "acc_micro": ("erosion_mmlu", "acc_micro")}),
         TaskSpec("medqa", True, {"acc": ("erosion_medqa", "acc")}),
-        TaskSpec("legalbench", True, {"balanced_acc": ("erosion_legalbench", "balanced_acc"), "acc": ("erosion_legalbench", "acc_micro")}),
+        TaskSpec("legalbench", True, {"balanced_acc": ("erosion_legalbench", "balanced_acc"),
+                                      "acc": ("erosion_legalbench", "acc_micro")}),
     ]
 }
 

@@ -45,7 +45,7 @@ class MedQA(Benchmark):
             requests += [(context, f" {letter}") for letter in letters]
         lls = [ll for ll, _ in lm.loglikelihood(requests, desc="medqa")]
         items = []
-        for row, (start, letters) in zip(rows, spans):
+        for row, (start, letters) in zip(rows, spans, strict=True):
             scores = lls[start : start + len(letters)]
             pred = letters[max(range(len(letters)), key=lambda k: scores[k])]
             items.append({"id": str(row.get("realidx", row["question"][:40])), "ll": scores, "pred": pred,

@@ -48,7 +48,7 @@ def mc1_correct(loglikelihoods: list[float]) -> float:
 def mc2_mass(loglikelihoods: list[float], labels: list[int]) -> float:
     top = max(loglikelihoods)
     probs = [math.exp(ll - top) for ll in loglikelihoods]  # shift: same ratios, no underflow
-    return sum(p for p, label in zip(probs, labels) if label == 1) / sum(probs)
+    return sum(p for p, label in zip(probs, labels, strict=True) if label == 1) / sum(probs)
 
 
 class TruthfulQA(Benchmark):
@@ -75,7 +75,7 @@ class TruthfulQA(Benchmark):
                 "mc1_ll": lls[start:start + n1], "mc2_ll": lls[start + n1:end],
                 "mc2_labels": row["mc2_targets"]["labels"],
             }
-            for n, (row, (start, n1, end)) in enumerate(zip(rows, spans))
+            for n, (row, (start, n1, end)) in enumerate(zip(rows, spans, strict=True))
         ]
 
     def item_values(self, item: dict[str, Any]) -> dict[str, float]:

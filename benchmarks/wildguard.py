@@ -95,12 +95,14 @@ class WildGuard(Benchmark):
         rows = eval_rows()
         n_harmful, n_benign = split_cap(cap, len(rows[HARMFUL]), len(rows[BENIGN]))
         harmful_rows, benign_rows = take(rows[HARMFUL], n_harmful), take(rows[BENIGN], n_benign)
-        harmful = refusal_items(lm, [HarmfulRequest(row_id(r), r["text"]) for r in harmful_rows], max_new_tokens, judge) if harmful_rows else []
+        harmful = (refusal_items(lm, [HarmfulRequest(row_id(r), r["text"]) for r in harmful_rows], max_new_tokens, judge)
+                   if harmful_rows else [])
         outputs = lm.generate([lm.chat_prompt(r["text"]) for r in benign_rows], max_new_tokens, desc="wildguard benign")
+        verdicts = overrefusal_verdicts([r["text"] for r in benign_rows], outputs)
         benign = [{"id": row_id(r), "prompt": r["text"], "output": o, **verdict, "refusal_nll": None}
-                  for r, o, verdict in zip(benign_rows, outputs, overrefusal_verdicts([r["text"] for r in benign_rows], outputs))]
+                  for r, o, verdict in zip(benign_rows, outputs, verdicts, strict=True)]
         return [{**item, "label": r["label"], "source": r.get("source", "")}
-                for r, item in zip(harmful_rows + benign_rows, harmful + benign)]
+                for r, item in zip(harmful_rows + benign_rows, harmful + benign, strict=True)]
 
     def rejudge(self, items: list[dict[str, Any]], judge: Judge) -> list[dict[str, Any]]:
         """Harmful half by ``judge``, benign half by XSTest's rules; order kept."""

@@ -24,15 +24,16 @@ from harness.core.safety_data import xstest_prompts as prompts
 
 def overrefusal_verdicts(requests: list[str], outputs: list[str]) -> list[dict[str, Any]]:
     """Degenerate detector, then XSTest's rules: ``verdict``, ``degenerate_reason``, ``judge``, ``xstest_label``."""
-    judged = judge_responses(XSTestJudge(), [JudgeItem(request, output) for request, output in zip(requests, outputs)])
+    items = [JudgeItem(request, output) for request, output in zip(requests, outputs, strict=True)]
+    judged = judge_responses(XSTestJudge(), items)
     return [{**verdict, "xstest_label": None if verdict["verdict"] == "degenerate" else xstest_label(output)}
-            for verdict, output in zip(judged, outputs)]
+            for verdict, output in zip(judged, outputs, strict=True)]
 
 
 def rejudge_overrefusal(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Saved items judged again by the current rules (``erosion rescore``), outputs untouched."""
     verdicts = overrefusal_verdicts([i["prompt"] for i in items], [i["output"] for i in items])
-    return [{**item, **verdict} for item, verdict in zip(items, verdicts)]
+    return [{**item, **verdict} for item, verdict in zip(items, verdicts, strict=True)]
 
 
 def full_compliance_rate(items: list[dict[str, Any]]) -> float:
@@ -61,7 +62,7 @@ class XSTest(Benchmark):
         outputs = lm.generate([lm.chat_prompt(r["prompt"]) for r in rows], max_new_tokens, desc="xstest")
         verdicts = overrefusal_verdicts([r["prompt"] for r in rows], outputs)
         return [{"id": r["id"], "label": r["label"], "prompt": r["prompt"], "output": o, **v}
-                for r, o, v in zip(rows, outputs, verdicts)]
+                for r, o, v in zip(rows, outputs, verdicts, strict=True)]
 
     def rejudge(self, items: list[dict[str, Any]], judge: Judge) -> list[dict[str, Any]]:
         return rejudge_overrefusal(items)  # XSTest's rules whatever the harm judge

@@ -7,8 +7,9 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.core.errors import ConfigError, ErosionError
 
@@ -45,6 +46,26 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                                   f"to set. Fix: drop one of the two.")
         node[parts[-1]] = parse_yaml(raw, f"--set {key}: the value {raw!r}")
     return out
+
+
+def benchmark_names(values: list[str]) -> list[str]:
+    """``--benchmarks`` values, each a name or a comma list as lm-eval's ``--tasks`` takes
+    (``harmbench,xstest``), as one list without repeats."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(f"--benchmarks {' '.join(values)!r}: no benchmark named. "
+                          f"Fix: e.g. --benchmarks harmbench,xstest or all.")
+    return list(dict.fromkeys(names))
+
+
+def package_version() -> str:
+    """The installed erosion-bench's version (a bare checkout has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("erosion-bench")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
@@ -186,7 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.perturb:
         parse_perturbation(args.perturb)  # a bad spec fails before the model loads
     # Every name and the output folder are checked before any model work.
-    benchmarks = {bench: get_benchmark(bench) for bench in expand(args.benchmarks)}
+    benchmarks = {bench: get_benchmark(bench) for bench in expand(benchmark_names(args.benchmarks))}
     if args.out:
         writable_folder(Path(args.out), "--out")
     chosen = evaluation_model(args.model, args.step, tuple(args.adapter or ()))
@@ -247,9 +268,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
-    from benchmarks import BENCHMARKS
+    from benchmarks import all_benchmarks
 
-    for name, bench in BENCHMARKS.items():
+    for name, bench in all_benchmarks().items():
         print(f"{name}: feeds {bench.feeds or '-'}; primary {bench.primary}; {bench.data}")
     return 0
 
@@ -270,8 +291,13 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.core.settings import MAX_CAP, MAX_NEW_TOKENS
+    from harness.orchestration.config import shipped_names
 
-    parser = argparse.ArgumentParser(prog="erosion", description="erosion-bench: cumulative safety erosion under sequential LoRA fine-tuning.")
+    suite_help = f"a suite YAML path, or a shipped suite's name: {', '.join(shipped_names())}"
+
+    parser = argparse.ArgumentParser(
+        prog="erosion", description="erosion-bench: cumulative safety erosion under sequential LoRA fine-tuning.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -279,9 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("prefetch", cmd_prefetch, "Fetch every dataset the suites need into the data directory (offline loaders read only from "
-            "there): from a local mirror when one is given or found beside the checkout, else from each dataset's pinned "
-            "public source, every file checked by sha256.")
+    p = add("prefetch", cmd_prefetch, "Fetch every dataset the suites need into the data directory (offline loaders read "
+            "only from there): from a local mirror when one is given or found beside the checkout, else from each dataset's "
+            "pinned public source, every file checked by sha256.")
     p.add_argument("datasets", nargs="*", help="dataset names (default: every dataset of the micro default)")
     p.add_argument("--only", nargs="+", default=[], metavar="NAME", help="fetch only these datasets (same as naming them)")
     p.add_argument("--list", action="store_true", help="list every dataset (micro and paper-scale releases) with source, "
@@ -295,25 +321,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="destination (default: $EROSION_DATA or ~/.cache/erosion-bench/data)")
     p.add_argument("--force", action="store_true", help="fetch again even if present")
 
-    p = add("build-world", cmd_build_world, "Build (or reuse from cache) the micro world: tokenizer, micro-base, micro-chat, organism report.")
+    p = add("build-world", cmd_build_world,
+            "Build (or reuse from cache) the micro world: tokenizer, micro-base, micro-chat, organism report.")
     p.add_argument("--preset", default="micro", choices=["micro", "tiny"])
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
 
-    p = add("run", cmd_run, "Run a suite YAML (method x ordering x seed), resuming whatever is already done, then render the leaderboard.")
-    p.add_argument("suite", help="suite YAML, e.g. sequences/micro.yaml")
+    p = add("run", cmd_run,
+            "Run a suite YAML (method x ordering x seed), resuming whatever is already done, then render the leaderboard.")
+    p.add_argument("suite", help=suite_help)
     p.add_argument("--results", default=DEFAULT_RESULTS, help=f"results directory (default: {DEFAULT_RESULTS}/)")
-    p.add_argument("--executor", default="auto", choices=["auto", "ray", "local"], help="auto = Ray when more than one run is pending")
+    p.add_argument("--executor", default="auto", choices=["auto", "ray", "local"],
+                   help="auto = Ray when more than one run is pending")
     p.add_argument("--keep-models", action="store_true",
                    help="keep each run's full model after the last domain (per-domain LoRA adapters are always kept)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001 or auto)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key, e.g. training.max_steps=20")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite key, e.g. training.max_steps=20")
     p.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard at the end")
 
-    p = add("plan", cmd_plan, "Validate a suite and print its job graph, resources per task and a compute estimate, without running.")
-    p.add_argument("suite", help="suite YAML")
+    p = add("plan", cmd_plan,
+            "Validate a suite and print its job graph, resources per task and a compute estimate, without running.")
+    p.add_argument("suite", help=suite_help)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
 
-    p = add("leaderboard", cmd_leaderboard, "Render the leaderboard (terminal, Markdown, CSV, JSON, PNG, HTML) from a results directory.")
+    p = add("leaderboard", cmd_leaderboard,
+            "Render the leaderboard (terminal, Markdown, CSV, JSON, PNG, HTML) from a results directory.")
     p.add_argument("results", nargs="?", default=DEFAULT_RESULTS, help="results directory (may come from another machine)")
     p.add_argument("--out", help="output folder (default: RESULTS/leaderboard)")
 
@@ -324,8 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, help="with a run folder: the model after this step (0 = start; default: the last)")
     p.add_argument("--adapter", action="append",
                    help="a PEFT adapter folder applied and merged on top of --model (repeat to chain)")
-    p.add_argument("--benchmarks", nargs="+", default=["all"], help="benchmark names or 'all'")
-    p.add_argument("--cap", type=bounded_int(1, MAX_CAP), default=None, help="at most this many items per benchmark (default: the scale's caps)")
+    p.add_argument("--benchmarks", nargs="+", default=["all"],
+                   help="benchmark names, space- or comma-separated as lm-eval's --tasks (harmbench,xstest), or 'all'")
+    p.add_argument("--cap", type=bounded_int(1, MAX_CAP), default=None,
+                   help="at most this many items per benchmark (default: the scale's caps)")
     p.add_argument("--full", action="store_true", help="evaluate full sets, ignoring the scale's caps")
     p.add_argument("--max-new-tokens", type=bounded_int(1, MAX_NEW_TOKENS), default=24)
     p.add_argument("--out", help=f"folder for per-item files (default {DEFAULT_RESULTS}/evaluate/MODEL)")
@@ -337,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="break the model first, to see the harness flag it: zero (all weights 0) or noise:STD "
                         "(weights replaced by seeded Gaussian noise, e.g. noise:0.5)")
 
-    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model needed); "
-            "with --judge, re-judge every saved generation into a new results folder beside the old one.")
+    p = add("rescore", cmd_rescore, "Recompute every score of a results folder from the saved per-item outputs (no model "
+            "needed); with --judge, re-judge every saved generation into a new results folder beside the old one.")
     p.add_argument("results", nargs="?", default=DEFAULT_RESULTS)
     p.add_argument("--judge", help="re-judge stored generations with this judge (refusal, harmbench-cls, llama-guard) and the "
                                    "degenerate detector; writes RESULTS/rejudged/NAME/ (or --out), never over the originals")
@@ -353,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _plain_warnings() -> None:
     """Our warnings (a damaged step file read as missing, ...) as one 'warning:' paragraph each, not
     Python's file:line:category form."""
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show

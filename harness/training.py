@@ -10,8 +10,9 @@ then gives the starting aligned model). A method may require ``persistent`` (``M
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -120,7 +121,7 @@ def _accumulate_extra(ctx: TrainContext, method: Method, batch: dict[str, torch.
         return acc
     names = list(params)
     grads = torch.autograd.grad(term / ctx.settings.grad_accum, [params[n] for n in names], allow_unused=True)
-    for name, grad in zip(names, grads):
+    for name, grad in zip(names, grads, strict=True):
         if grad is not None:
             acc[name] = acc[name] + grad if name in acc else grad
     return acc
@@ -168,7 +169,8 @@ def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> 
     method.before_domain(ctx)
     ctx.block = "domain"
     mixture = method.data_mixture(ctx, examples)
-    stats: dict[str, Any] = {"domain": run_block(ctx, method, mixture, steps_for(len(mixture), ctx.settings), f"train {ctx.domain}")}
+    stats: dict[str, Any] = {
+        "domain": run_block(ctx, method, mixture, steps_for(len(mixture), ctx.settings), f"train {ctx.domain}")}
     stats["n_examples"] = len(mixture)
     apply_edits(ctx, method.edit_weights(ctx))
     follow_up: TrainingBlock | None = method.after_domain(ctx)

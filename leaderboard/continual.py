@@ -18,21 +18,26 @@ Every metric is oriented so that positive means better (s = +1 if higher is bett
     final average A_T       = mean_i R[T][i]                         (raw units)
     final gain              = mean_i s (R[T][i] - R[0][i])           what is left of the learning at the end
 
-Torch-free: reads only the run summaries (``leaderboard.aggregate``) built from the result store.
+A matrix is a float array with NaN where a value was not measured; a mean skips NaN and is NaN
+when nothing is left (undefined, never 0). Torch-free: reads the frames of ``leaderboard.aggregate``
+(runs: a row per run; values: a row per run x step x key with its finite value).
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Callable
 
-from leaderboard.aggregate import REFERENCE_METHOD, RunSummary, clean, group_by, mean, mean_sd  # noqa: F401 (learning retained is a share of its plasticity)
+import numpy as np
+import pandas as pd
 
+REFERENCE_METHOD = "standard_lora"  # learning retained is a share of its plasticity
 NO_TRAINING_METHOD = "no_training"  # the built-in reference that learns nothing
+START_METHOD = "starting model"
 # Task metric of each domain's benchmark (the domain composite's terms).
 TASK_METRICS = {"medical": "medqa/acc", "legal": "legalbench/balanced_acc", "code": "humaneval/pass@1"}
-
-Matrix = list[list[float | None]]
+TABLE = ["model", "scale", "ordering"]  # one utility table per measure
+RUN_METRICS = ("plasticity", "learning_retained", "forgetting", "backward_transfer", "forward_transfer",
+               "final_average", "final_gain")
 
 
 @dataclass(frozen=True)
@@ -53,188 +58,120 @@ TASK = Measure("task", "task metric", "points", True, TASK_METRICS.get)
 MEASURES = (NLL, TASK)
 
 
-# --- one run -------------------------------------------------------------------------------------
-def matrix(run: RunSummary, measure: Measure) -> Matrix:
-    """R[t][i] over the run's steps 0..T and its domains in training order (None where not measured)."""
-    keys = [measure.key(domain) for domain in run.domains]
-    return [[run.value(t, key) if key else None for key in keys] for t in range(run.n_steps + 1)]
+def nan_mean(values: np.ndarray) -> float:
+    """Mean of the measured values; NaN when none is (pandas skips NaN without a warning)."""
+    return float(pd.Series(np.asarray(values, dtype=float).ravel()).mean())
 
 
-def measured(r: Matrix) -> bool:
-    return any(v is not None for row in r for v in row)
+# --- one run's matrix ----------------------------------------------------------------------------
+def matrix(steps: pd.DataFrame, domains: list[str], measure: Measure) -> np.ndarray:
+    """R[t][i] over steps 0..T and the domains in training order, from one run's (step x key) values."""
+    keys = [measure.key(domain) or "" for domain in domains]
+    return steps.reindex(index=range(len(domains) + 1), columns=keys).to_numpy(dtype=float)
 
 
-def difference(sign: float, after: float | None, before: float | None) -> float | None:
-    return None if after is None or before is None else sign * (after - before)
-
-
-def plasticity(r: Matrix, sign: float) -> list[float | None]:
+def plasticity(r: np.ndarray, sign: float) -> np.ndarray:
     """P_i = s (R[i+1][i] - R[i][i]): what training domain i did to domain i."""
-    return [difference(sign, r[i + 1][i], r[i][i]) for i in range(len(r) - 1)]
+    return sign * (np.diagonal(r[1:]) - np.diagonal(r[:-1]))
 
 
-def forgetting(r: Matrix, sign: float) -> float | None:
+def forgetting(r: np.ndarray, sign: float) -> float:
     """Mean over the domains before the last of the best score after training them minus the final one."""
     last = len(r) - 1
-    drops = []
-    for i in range(last - 1):
-        since = clean(sign * v for v in (r[l][i] for l in range(i + 1, last)) if v is not None)
-        if since and r[last][i] is not None:
-            drops.append(max(since) - sign * r[last][i])
-    return statistics.fmean(drops) if drops else None
+    best = [np.fmax.reduce(sign * r[i + 1:last, i]) for i in range(last - 1)]
+    return nan_mean(np.array(best) - sign * r[last, :last - 1])
 
 
-def backward_transfer(r: Matrix, sign: float) -> float | None:
+def backward_transfer(r: np.ndarray, sign: float) -> float:
     """Mean over the domains before the last of final minus just-trained (negative = forgotten)."""
-    last = len(r) - 1
-    return mean(difference(sign, r[last][i], r[i + 1][i]) for i in range(last - 1))
+    return nan_mean(sign * (r[-1, :-1] - np.diagonal(r[1:])[:-1]))
 
 
-def forward_transfer(r: Matrix, sign: float) -> float | None:
+def forward_transfer(r: np.ndarray, sign: float) -> float:
     """Mean over the domains after the first of their gain from the domains trained before them."""
-    return mean(difference(sign, r[i][i], r[0][i]) for i in range(1, len(r) - 1))
+    return nan_mean(sign * (np.diagonal(r[:-1])[1:] - r[0, 1:]))
 
 
-def final_average(r: Matrix) -> float | None:
-    return mean(r[-1])
+def final_average(r: np.ndarray) -> float:
+    return nan_mean(r[-1])
 
 
-def final_gain(r: Matrix, sign: float) -> float | None:
-    return mean(difference(sign, r[-1][i], r[0][i]) for i in range(len(r) - 1))
+def final_gain(r: np.ndarray, sign: float) -> float:
+    return nan_mean(sign * (r[-1] - r[0]))
 
 
-@dataclass(frozen=True)
-class RunUtility:
-    """The continual-learning metrics of one run under one measure."""
-
-    run: RunSummary
-    measure: str
-    matrix: Matrix
-    plasticity_by_domain: list[float | None]
-    plasticity: float | None  # mean over domains
-    forgetting: float | None
-    backward_transfer: float | None
-    forward_transfer: float | None
-    final_average: float | None
-    final_gain: float | None
+def run_utility(r: np.ndarray, measure: Measure) -> dict[str, object]:
+    """The continual-learning metrics of one run's matrix (learning retained needs the reference)."""
+    sign, gains = measure.sign, plasticity(r, measure.sign)
+    return {"matrix": r, "plasticity_by_domain": gains, "plasticity": nan_mean(gains), "forgetting": forgetting(r, sign),
+            "backward_transfer": backward_transfer(r, sign), "forward_transfer": forward_transfer(r, sign),
+            "final_average": final_average(r), "final_gain": final_gain(r, sign)}
 
 
-def run_utility(run: RunSummary, measure: Measure) -> RunUtility | None:
-    """None when the run has no value of this measure (e.g. results from before domain_nll)."""
-    r = matrix(run, measure)
-    if not measured(r):
-        return None
-    per_domain = plasticity(r, measure.sign)
-    return RunUtility(run, measure.name, r, per_domain, mean(per_domain), forgetting(r, measure.sign),
-                      backward_transfer(r, measure.sign), forward_transfer(r, measure.sign), final_average(r),
-                      final_gain(r, measure.sign))
+# --- every run -----------------------------------------------------------------------------------
+def utility_by_run(runs: pd.DataFrame, values: pd.DataFrame, measure: Measure = NLL) -> pd.DataFrame:
+    """A row per usable run that has this measure: its identity, R, the metrics and learning
+    retained (100 P / mean P of Standard LoRA in the same model, scale and ordering; undefined
+    unless that reference learned something, P_ref > 0)."""
+    wide = values.pivot_table(index=["run_id", "step"], columns="key", values="value", aggfunc="last")
+    rows = []
+    for run in runs[runs["usable"] & runs["run_id"].isin(values["run_id"])].itertuples():
+        r = matrix(wide.loc[run.run_id], run.ordering.split(">"), measure)
+        if not np.isnan(r).all():  # e.g. results from before domain_nll
+            rows.append({"run_id": run.run_id, "method": run.method, **{c: getattr(run, c) for c in TABLE},
+                         **run_utility(r, measure)})
+    found = pd.DataFrame(rows, columns=["run_id", "method", *TABLE, "matrix", "plasticity_by_domain",
+                                        *(key for key in RUN_METRICS if key != "learning_retained")])
+    reference = found[found["method"] == REFERENCE_METHOD].groupby(TABLE)["plasticity"].mean().rename("reference")
+    found = found.join(reference, on=TABLE)
+    return found.assign(learning_retained=100.0 * found["plasticity"] / found["reference"].where(found["reference"] > 0))
 
 
-def learning_retained(plasticity_value: float | None, reference: float | None) -> float | None:
-    """100 * P / P_ref; undefined unless the reference learned something (P_ref > 0)."""
-    if plasticity_value is None or reference is None or reference <= 0:
-        return None
-    return 100.0 * plasticity_value / reference
-
-
-def reference_plasticity(utilities: list[RunUtility]) -> dict[tuple[str, str, str], float | None]:
-    """(model, scale, ordering) -> mean plasticity of the reference method's runs there."""
-    refs = [u for u in utilities if u.run.method == REFERENCE_METHOD]
-    groups = group_by(refs, lambda u: (u.run.model, u.run.scale, u.run.ordering))
-    return {cell: mean(u.plasticity for u in group) for cell, group in groups.items()}
-
-
-def retained_by_run(runs: list[RunSummary], measure: Measure = NLL) -> dict[str, float | None]:
+def retained_by_run(runs: pd.DataFrame, values: pd.DataFrame, measure: Measure = NLL) -> pd.Series:
     """run_id -> learning retained (%), each run against Standard LoRA of its own model and ordering."""
-    utilities = [u for u in (run_utility(r, measure) for r in runs if r.usable) if u is not None]
-    refs = reference_plasticity(utilities)
-    return {u.run.run_id: learning_retained(u.plasticity, refs.get((u.run.model, u.run.scale, u.run.ordering)))
-            for u in utilities}
+    return utility_by_run(runs, values, measure).set_index("run_id")["learning_retained"]
 
 
 # --- rows of a table -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Stat:
-    mean: float | None
-    sd: float | None  # over seeds; None below two
+def plain(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
-def stat(values) -> Stat:
-    return Stat(*mean_sd(values))
+def stat(values: pd.Series) -> dict[str, float | None]:
+    """Mean and SD over seeds of the measured values (SD undefined below two)."""
+    return {"mean": plain(values.mean()), "sd": plain(values.std())}
 
 
-@dataclass(frozen=True)
-class UtilityRow:
-    """One method (over its seeds) or the starting model, in one ordering, under one measure."""
-
-    model: str
-    scale: str
-    ordering: str
-    measure: str
-    unit: str
-    higher_is_better: bool
-    method: str
-    kind: str  # "start" or "method"
-    n: int  # runs measured
-    plasticity: Stat
-    plasticity_by_domain: list[float | None]  # means over seeds
-    learning_retained: Stat
-    forgetting: Stat
-    backward_transfer: Stat
-    forward_transfer: Stat
-    final_average: Stat
-    final_gain: Stat
-    matrix: Matrix  # mean over seeds
+def mean_of(arrays: pd.Series) -> list:
+    """The element-wise mean over runs of their arrays (NaN skipped), as nested lists with None."""
+    stacked = np.stack(list(arrays))
+    means = pd.DataFrame(stacked.reshape(len(stacked), -1)).mean().to_numpy().reshape(stacked.shape[1:])
+    return np.vectorize(plain, otypes=[object])(means).tolist()
 
 
-def mean_matrix(matrices: list[Matrix]) -> Matrix:
-    rows, cols = len(matrices[0]), len(matrices[0][0])
-    return [[mean(m[t][i] for m in matrices) for i in range(cols)] for t in range(rows)]
+def method_row(members: pd.DataFrame) -> dict[str, object]:
+    return {"kind": "method", "n": len(members), **{key: stat(members[key]) for key in RUN_METRICS},
+            "plasticity_by_domain": mean_of(members["plasticity_by_domain"]), "matrix": mean_of(members["matrix"])}
 
 
-def utility_rows(runs: list[RunSummary]) -> list[UtilityRow]:
-    """Per (model, scale, ordering, measure): the starting model, then methods by learning retained."""
-    out: list[UtilityRow] = []
-    for measure in MEASURES:
-        utilities = [u for u in (run_utility(r, measure) for r in runs if r.usable) if u is not None]
-        refs = reference_plasticity(utilities)
-        for (model, scale, ordering), group in sorted(group_by(utilities, lambda u: (u.run.model, u.run.scale, u.run.ordering)).items()):
-            ref = refs.get((model, scale, ordering))
-            rows = [method_utility(method, members, measure, ref)
-                    for method, members in group_by(group, lambda u: u.run.method).items()]
-            rows.sort(key=lambda row: (row.learning_retained.mean is None, -(row.learning_retained.mean or 0.0), row.method))
-            out.append(start_utility(group, measure))
-            out.extend(rows)
-    return out
-
-
-def method_utility(method: str, members: list[RunUtility], measure: Measure, reference: float | None) -> UtilityRow:
-    first = members[0].run
-    return UtilityRow(
-        model=first.model, scale=first.scale, ordering=first.ordering, measure=measure.name, unit=measure.unit,
-        higher_is_better=measure.higher_is_better, method=method, kind="method", n=len(members),
-        plasticity=stat(u.plasticity for u in members),
-        plasticity_by_domain=[mean(u.plasticity_by_domain[i] for u in members) for i in range(first.n_steps)],
-        learning_retained=stat(learning_retained(u.plasticity, reference) for u in members),
-        forgetting=stat(u.forgetting for u in members),
-        backward_transfer=stat(u.backward_transfer for u in members),
-        forward_transfer=stat(u.forward_transfer for u in members),
-        final_average=stat(u.final_average for u in members),
-        final_gain=stat(u.final_gain for u in members),
-        matrix=mean_matrix([u.matrix for u in members]),
-    )
-
-
-def start_utility(group: list[RunUtility], measure: Measure) -> UtilityRow:
+def start_row(group: pd.DataFrame) -> dict[str, object]:
     """The starting model: row 0 of every run's matrix (all evaluate the same model); it learned nothing."""
-    first = group[0].run
-    starts = [u.matrix[0] for u in group]
-    none = Stat(None, None)
-    return UtilityRow(
-        model=first.model, scale=first.scale, ordering=first.ordering, measure=measure.name, unit=measure.unit,
-        higher_is_better=measure.higher_is_better, method="starting model", kind="start", n=len(group),
-        plasticity=none, plasticity_by_domain=[None] * first.n_steps, learning_retained=Stat(0.0, None),
-        forgetting=none, backward_transfer=none, forward_transfer=none,
-        final_average=stat(mean(row) for row in starts), final_gain=none,
-        matrix=[mean_matrix([[row] for row in starts])[0]],
-    )
+    starts = group["matrix"].map(lambda r: r[0])
+    none = {"mean": None, "sd": None}
+    return {"method": START_METHOD, "kind": "start", "n": len(group), **{key: none for key in RUN_METRICS},
+            "learning_retained": {"mean": 0.0, "sd": None}, "final_average": stat(starts.map(nan_mean)),
+            "plasticity_by_domain": [None] * len(starts.iloc[0]), "matrix": [mean_of(starts)]}
+
+
+def utility_frame(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """Per (measure, model, scale, ordering): the starting model, then methods by learning retained."""
+    rows = []
+    for measure in MEASURES:
+        about = {"measure": measure.name, "unit": measure.unit, "higher_is_better": measure.higher_is_better}
+        for table, group in utility_by_run(runs, values, measure).groupby(TABLE):
+            methods = pd.DataFrame([{"method": m, **method_row(g)} for m, g in group.groupby("method")])
+            retained = methods["learning_retained"].map(lambda s: s["mean"]).astype(float)
+            methods = methods.assign(_none=retained.isna(), _neg=-retained).sort_values(["_none", "_neg", "method"])
+            for row in [start_row(group), *methods.drop(columns=["_none", "_neg"]).to_dict("records")]:
+                rows.append({**dict(zip(TABLE, table)), **about, **row})
+    return pd.DataFrame(rows)

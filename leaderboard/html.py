@@ -14,103 +14,39 @@ from __future__ import annotations
 import base64
 import re
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from leaderboard.aggregate import Board
 from leaderboard.artifacts import Plot
-from leaderboard.tables import (
-    HEADLINE_FORMULA,
-    HEADLINE_HEADING,
-    HEADLINE_PLOT,
-    SIGNIFICANT,
-    TIE,
-    Cell,
-    Section,
-    Table,
-    compact_view,
-    metadata,
-    scale_note,
-    scope,
-)
+from leaderboard.columns import SIGNIFICANT, TIE, Cell, Table
+from leaderboard.document import HEADLINE_HEADING, HEADLINE_PLOT, MAIN_GROUP, Section, metadata
+from leaderboard.tables import HEADLINE_FORMULA, compact_caption, scale_note, scope
 
+SAMPLES_PAGE = "samples.html"  # leaderboard/samples.py writes it beside this page
 FALLBACK_HEADLINE_PLOT = "trajectory"  # shown in the headline slot while no safety_utility plot exists
-MAIN_GROUP = "Main tables"
 
 ABSENT_WORDS = ("failed", "missing", "running")
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; max-width: 110rem; }
-h1 { margin-bottom: .2rem; } h2 { border-bottom: 2px solid #ccc; margin-top: 2.5rem; }
-.note { font-style: italic; color: #8a4b00; }
-table { border-collapse: collapse; margin: .6rem 0 .2rem; font-size: .85rem; }
-caption { text-align: left; font-weight: 600; padding-bottom: .3rem; }
-div.scroll { overflow-x: auto; }
-th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; }
-table.sortable th { cursor: pointer; background: #f4f4f4; user-select: none; }
-th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
-tr.pinned td { background: #eef5ff; font-weight: 600; }
-td.absent-failed { color: #b00020; font-weight: 600; } td.absent-missing, td.absent-running { color: #777; }
-p.caption { font-size: .8rem; color: #555; margin-top: 0; max-width: 80rem; }
-figure { display: inline-block; margin: .5rem 1rem 1rem 0; vertical-align: top; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-size: .8rem; color: #555; max-width: 60rem; }
-table.compact { max-width: 100%; } table.compact td, table.compact th { white-space: normal; }
-td.significant { font-weight: 700; color: #0b5d1e; } td.tie { color: #555; }
-figure.headline { display: block; margin: .5rem 0 1rem; } figure.headline img { max-height: 28rem; }
-details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }
-table.meta th { text-align: left; background: #f4f4f4; vertical-align: top; }
-table.meta td { text-align: left; white-space: normal; }
-"""
-
-# Click a header to sort by that column (again to reverse). Cells sort on data-sort (numbers as
-# numbers); cells without one ("failed", "missing") always go last; pinned rows stay on top.
-SCRIPT = """
-(function () {
-  function key(row, col) {
-    var cell = row.cells[col];
-    if (!cell || !cell.hasAttribute('data-sort')) return null;
-    var raw = cell.getAttribute('data-sort');
-    var num = Number(raw);
-    return raw !== '' && !isNaN(num) ? num : raw.toLowerCase();
-  }
-  function compare(a, b, ascending) {
-    if (a === null || b === null) return (a === null) - (b === null);
-    if (typeof a !== typeof b) { a = String(a); b = String(b); }
-    var order = a < b ? -1 : a > b ? 1 : 0;
-    return ascending ? order : -order;
-  }
-  document.querySelectorAll('table.sortable').forEach(function (table) {
-    var headers = table.querySelectorAll('thead th');
-    headers.forEach(function (th, col) {
-      th.addEventListener('click', function () {
-        var ascending = th.getAttribute('aria-sort') !== 'ascending';
-        headers.forEach(function (h) { h.removeAttribute('aria-sort'); });
-        th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
-        var body = table.tBodies[0];
-        var rows = Array.prototype.slice.call(body.rows);
-        var pinned = rows.filter(function (r) { return r.classList.contains('pinned'); });
-        var rest = rows.filter(function (r) { return !r.classList.contains('pinned'); });
-        rest.sort(function (a, b) { return compare(key(a, col), key(b, col), ascending); });
-        pinned.concat(rest).forEach(function (r) { body.appendChild(r); });
-      });
-    });
-  });
-})();
-"""
+ASSETS = Path(__file__).resolve().parent  # page.css, page.js, samples.css, samples.js: inlined into the pages
 
 
-def table_html(table: Table, css: str = "sortable", key: str | None = None) -> str:
-    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in table.headers)
+def asset(name: str) -> str:
+    return (ASSETS / name).read_text(encoding="utf-8")
+
+
+def table_html(table: Table, css: str = "sortable", key: str | None = None, compact: bool = False) -> str:
+    """A table's HTML columns (only those declared ``compact`` for a first-screen view)."""
+    headers, rows = table.shown("html", compact)
+    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
     body = []
-    for cells, pinned in zip(table.rows, table.pinned or [False] * len(table.rows)):
+    for cells, pinned in zip(rows, table.pinned or [False] * len(rows)):
         tds = "".join(cell_html(cell) for cell in cells)
         body.append(f'<tr class="pinned">{tds}</tr>' if pinned else f"<tr>{tds}</tr>")
-    table_id = html_id(key or table.key)
+    caption = compact_caption(table) if compact else table.caption
     return (
-        f'<div class="scroll"><table class="{css}" id="{table_id}"><caption>{escape(table.title)}</caption>'
+        f'<div class="scroll"><table class="{css}" id="{html_id(key or table.key)}"><caption>{escape(table.title)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-        f'<p class="caption">{escape(table.caption)}</p>'
+        f'<p class="caption">{escape(caption)}</p>'
     )
 
 
@@ -169,7 +105,7 @@ def key_value_table(items: list[tuple[str, Any]]) -> str:
 
 def main_group_html(tables: list[Table]) -> str:
     """Compact tables first; the full tables (every step and benchmark column) behind one click."""
-    compact = "".join(table_html(compact_view(t), "sortable compact") for t in tables)
+    compact = "".join(table_html(t, "sortable compact", compact=True) for t in tables)
     full = "".join(table_html(t, key="full-" + t.key) for t in tables)
     return (f"{compact}<details><summary>Every step and benchmark (with 95% intervals)</summary>{full}</details>")
 
@@ -214,15 +150,17 @@ def page(board: Board, sections: list[Section]) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>erosion-bench leaderboard</title>
 <link rel="icon" href="data:,">
-<style>{STYLE}</style>
+<style>{asset("page.css")}</style>
 </head>
 <body>
 <h1>erosion-bench leaderboard</h1>
 <p>Headline: {escape(HEADLINE_FORMULA)}. Click a column header to sort.</p>
+<p><a href="{SAMPLES_PAGE}">Every generation (request, response, verdict, refusal NLL), filtered and side by side:
+the sample viewer</a></p>
 {body}
 <h2>Run metadata</h2>
 {key_value_table(metadata(board))}
-<script>{SCRIPT}</script>
+<script>{asset("page.js")}</script>
 </body>
 </html>
 """

@@ -3,7 +3,7 @@
 ``erosion leaderboard RESULTS_DIR [--out DIR]`` calls :func:`render`; by default the outputs go
 to ``RESULTS_DIR/leaderboard/``::
 
-    leaderboard.md  leaderboard.csv  leaderboard.json  leaderboard.html  plots/*.png
+    leaderboard.md  leaderboard.csv  leaderboard.json  leaderboard.html  samples.html  plots/*.png
 """
 from __future__ import annotations
 
@@ -13,30 +13,21 @@ from pathlib import Path
 import matplotlib
 
 from harness.core.errors import StoreError
-from harness.core.store import atomic_write_text, unwritable_reason
-from leaderboard import html
+from harness.core.store import ResultStore, atomic_write_text, unwritable_reason
+from leaderboard import html, samples
 from leaderboard.aggregate import Board, build_board
 from leaderboard.artifacts import Plot
+from leaderboard.columns import markdown_table, text_table
+from leaderboard.document import HEADLINE_HEADING, Section, metadata, sections
 from leaderboard.plots import write_plots
-from leaderboard.tables import (
-    HEADLINE_FORMULA,
-    Section,
-    csv_text,
-    headline_markdown,
-    json_payload,
-    markdown_table,
-    metadata,
-    scale_note,
-    scope,
-    sections,
-    text_table,
-)
+from leaderboard.tables import HEADLINE_FORMULA, json_payload, main_csv, scale_note, scope
 
 OUT_SUBDIR = "leaderboard"
 
 
 def render(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write Markdown, CSV, JSON, HTML and PNG plots; return {"markdown"|"csv"|"json"|"html"|"plot:<name>": path}."""
+    """Write Markdown, CSV, JSON, HTML, the sample viewer and PNG plots; return
+    {"markdown"|"csv"|"json"|"html"|"samples"|"plot:<name>": path}."""
     board = build_board(results_dir)
     out = Path(out_dir) if out_dir is not None else board.root / OUT_SUBDIR
     check_out_dir(out, given=out_dir is not None)
@@ -50,12 +41,15 @@ def render(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
         "csv": out / "leaderboard.csv",
         "json": out / "leaderboard.json",
         "html": out / "leaderboard.html",
+        "samples": out / samples.PAGE_NAME,
     }
     atomic_write_text(paths["markdown"], markdown_document(board, full, out))
-    atomic_write_text(paths["csv"], csv_text(board))
+    atomic_write_text(paths["csv"], main_csv(board))
     payload = json_payload(board, relative)
     atomic_write_text(paths["json"], json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n")
     atomic_write_text(paths["html"], html.page(board, full))
+    generations = samples.generations(ResultStore(board.root, create=False), board.current)
+    atomic_write_text(paths["samples"], samples.page(generations, str(board.root)))
     return paths | {f"plot:{plot.name}": plot.path for plot in plots}
 
 
@@ -73,16 +67,16 @@ def terminal_table(results_dir: str | Path) -> str:
 
 
 def terminal_text(board: Board) -> str:
-    if not board.runs and not board.reports:
+    if board.runs.empty and not board.reports:
         return f"No runs in {board.root} yet."
     blocks = []
     for section in sections(board, [], compact=True):
         blocks.append(f"== {scope(section.model, section.scale)} ==  ({scale_note(section.scale)})")
         blocks += [text_table(section.checks)] if section.checks else []
         blocks += [text_table(table) for _, tables in section.groups for table in tables]
-    failed = [r for r in board.runs if r.status == "failed"]
-    if failed:
-        blocks.append("\n".join(f"FAILED {r.run_id}: {r.error or 'no error recorded'}" for r in failed))
+    failed = board.runs[board.runs["status"] == "failed"]
+    if len(failed):
+        blocks.append("\n".join(f"FAILED {run.run_id}: {run.error or 'no error recorded'}" for run in failed.itertuples()))
     blocks.append("Full tables, plots and the HTML page: `erosion leaderboard RESULTS_DIR`.")
     return "\n\n".join(blocks)
 
@@ -100,7 +94,9 @@ def markdown_document(board: Board, doc_sections: list[Section], out_dir: Path) 
 
 
 def markdown_section(section: Section, out_dir: Path) -> list[str]:
-    lines: list[str] = headline_markdown(section, out_dir)
+    lines: list[str] = []
+    if section.headline:
+        lines += ["", f"### {HEADLINE_HEADING}"] + [line for plot in section.headline for line in plot_markdown(plot, out_dir)]
     if section.checks or section.details:
         lines += ["", "### Starting model"]
         lines += ["", markdown_table(section.checks)] if section.checks else []

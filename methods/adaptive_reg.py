@@ -3,9 +3,10 @@ safe reference policy."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -21,12 +22,19 @@ from methods.registry import register
 
 class AdaptiveRegConfig(MethodConfig):
     risk_source: Literal["activation", "judge"] = Field(
-        "activation", description="activation: the risk predictor on pre-generation activations; judge: the run's harm judge as safety critic")
-    beta: float = Field(1.0, ge=0, description="lambda(r) = beta * r: weight of KL(pi_ref || pi_theta) at batch risk r")
-    risk_threshold: float = Field(0.0, ge=0, le=1, description="batches with risk below this train unconstrained")
+        "activation", description="activation: the risk predictor on pre-generation activations; "
+        "judge: the run's harm judge as safety critic")
+    weighting: Literal["released_code", "linear"] = Field(
+        "released_code", description="released_code: (1 - w) L_task + w KL, w = clamp((s - 2) / 3, 0.1, 0.9) on the harm score "
+        "s = 1 + 4 r (the authors' code); linear: L_task + beta * r * KL above risk_threshold (ours)")
+    beta: float = Field(1.0, ge=0, description="linear weighting: lambda(r) = beta * r, the weight of KL(pi_ref || pi_theta) "
+                        "at batch risk r")
+    risk_threshold: float = Field(0.0, ge=0, le=1, description="linear weighting: batches with risk below this train "
+                                  "unconstrained")
     reference: Literal["aligned", "previous"] = Field(
         "aligned", description="the safe reference policy: the starting aligned model, or the model entering the domain")
-    probe_layer: int | None = Field(None, ge=0, description="decoder layer whose output the predictor reads (None: the middle one)")
+    probe_layer: int | None = Field(None, ge=0, description="decoder layer whose output the predictor reads "
+                                    "(None: the middle one)")
     predictor_examples: int = Field(400, gt=1, description="calibration prompts per class (harmful, benign) for the predictor")
     heldout_share: float = Field(0.2, gt=0, lt=1, description="share of those held out to measure the predictor's accuracy")
     l2: float = Field(1e-2, ge=0, description="L2 weight of the logistic-regression predictor")
@@ -35,8 +43,31 @@ class AdaptiveRegConfig(MethodConfig):
 
 # ---- the rule ------------------------------------------------------------------------------------------
 def constraint_weight(risk: float, beta: float, threshold: float) -> float:
-    """lambda(r) = beta * r for r >= threshold, else 0 (low-risk batches train as usual)."""
+    """Ours (``weighting: linear``): lambda(r) = beta * r for r >= threshold, else 0."""
     return beta * risk if risk >= threshold else 0.0
+
+
+def released_code_weights(risk: float) -> tuple[float, float]:
+    """(task weight, KL weight) of the authors' code: the harm score s = 1 + 4 r on its 1-5 scale (its
+    probe gives 5 to a prompt it calls harmful, 1 otherwise), w = clamp((s - 2) / 3, 0.1, 0.9), and the
+    loss (1 - w) L_task + w KL: a harmful batch 0.1 / 0.9, a benign one 0.9 / 0.1."""
+    kl_weight = min(0.9, max(0.1, (1 + 4 * risk - 2) / 3))
+    return 1.0 - kl_weight, kl_weight
+
+
+@contextmanager
+def task_gradient_scaled(params: dict[str, torch.nn.Parameter], weight: Callable[[], float]) -> Iterator[None]:
+    """Around a forward and backward: the gradient it adds to ``params`` is multiplied by ``weight()``
+    (read on exit, once the batch's risk is known); what was accumulated before is kept."""
+    before = {name: None if p.grad is None else p.grad.detach().clone() for name, p in params.items()}
+    yield
+    factor = weight()
+    if factor == 1.0:
+        return
+    with torch.no_grad():
+        for name, p in params.items():
+            if p.grad is not None:
+                p.grad.copy_(factor * p.grad if before[name] is None else before[name] + factor * (p.grad - before[name]))
 
 
 @dataclass
@@ -109,11 +140,12 @@ def captured_layer(layer: torch.nn.Module) -> Iterator[_LayerOutput]:
 @register
 class AdaptiveRegularization(Method):
     """Adaptive regularization (Goel et al. 2026, arXiv 2602.17546): minimise, per training batch b,
-    L_task(b) + lambda(r_b) * KL(pi_ref || pi_theta)(b) with lambda(r) = beta * r (beta = 1): the
-    risk r_b in [0, 1] decides how strongly the update is held to the safe reference policy pi_ref,
-    so high-risk batches stay close to it and low-risk batches train as usual (below
-    ``risk_threshold`` not constrained at all). The risk comes from an activation-based predictor,
-    a logistic regression on the mean pre-generation hidden state (prompt tokens) of the middle
+    (1 - w_b) L_task(b) + w_b KL(pi_ref || pi_theta)(b) with w_b = clamp((s_b - 2) / 3, 0.1, 0.9) on the
+    batch's harm score s_b = 1 + 4 r_b (the authors' released code; the paper text was not readable):
+    a batch the predictor calls harmful trains 0.1 / 0.9 on task / KL, a benign one 0.9 / 0.1.
+    ``weighting: linear`` (ours) is L_task + beta * r_b * KL above ``risk_threshold``. The risk comes
+    from an activation-based predictor, a logistic regression on the mean pre-generation hidden state
+    (prompt tokens) of the middle
     decoder layer, trained on harmful vs benign calibration prompts (its held-out accuracy is
     reported after each domain); ``risk_source: judge`` uses the run's harm judge as the safety
     critic instead (r_b = share of the batch's (prompt, response) pairs it calls harmful).
@@ -123,7 +155,8 @@ class AdaptiveRegularization(Method):
     (``reference: aligned``, a frozen copy loaded from ``ctx.checkpoints``) or the model entering the
     domain (``previous``, the adapter disabled). The batch's activations are captured during the
     task forward (``forward_context``); the KL term, on the batch's response tokens, goes through
-    ``extra_loss`` and costs a second forward only on batches it constrains.
+    ``extra_loss`` (a second forward, on every batch under the released rule, whose KL weight is at
+    least 0.1); the task gradient is scaled by 1 - w_b inside ``forward_context``.
     """
 
     name = "adaptive_reg"
@@ -148,20 +181,34 @@ class AdaptiveRegularization(Method):
         if self.config.risk_source == "activation":
             self.predictor, self.predictor_report = self.train_predictor(ctx)
 
-    def forward_context(self, ctx, batch: dict[str, torch.Tensor]):
-        return self._risk_of(ctx, batch)
+    @contextmanager
+    def forward_context(self, ctx, batch: dict[str, torch.Tensor]) -> Iterator[None]:
+        """Around the task forward and backward: the batch's risk (the critic's before it, the
+        predictor's from the activations it produces), and its task gradient times the task weight."""
+        if self.config.risk_source == "judge":
+            self.batch_risk = self.judge_risk(ctx, batch)
+        with task_gradient_scaled(ctx.trainable(), lambda: self.batch_weights(self.batch_risk)[0]), self._risk_of(ctx, batch):
+            yield
 
     def extra_loss(self, ctx, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        risk = self.judge_risk(ctx, batch) if self.config.risk_source == "judge" else self.batch_risk
+        risk = self.batch_risk
         if risk is None:
             raise RuntimeError("adaptive_reg: extra_loss ran without forward_context around the task forward")
         self.batch_risk = None
-        weight = constraint_weight(risk, self.config.beta, self.config.risk_threshold)
+        weight = self.batch_weights(risk)[1]
         self.risks.append(risk)
         self.weights.append(weight)
         if weight == 0.0:
             return None
         return weight * self.reference_kl(ctx, batch)
+
+    def batch_weights(self, risk: float | None) -> tuple[float, float]:
+        """(task weight, KL weight) at batch risk r (no risk known: plain training)."""
+        if risk is None:
+            return 1.0, 0.0
+        if self.config.weighting == "released_code":
+            return released_code_weights(risk)
+        return 1.0, constraint_weight(risk, self.config.beta, self.config.risk_threshold)
 
     def domain_report(self, ctx) -> dict[str, Any]:
         n = max(1, len(self.risks))
@@ -180,14 +227,16 @@ class AdaptiveRegularization(Method):
 
     @contextmanager
     def _risk_of(self, ctx, batch: dict[str, torch.Tensor]) -> Iterator[None]:
-        """Around the task forward: the batch's mean predicted risk from the activations it produces."""
+        """Around the task forward: the batch's risk from the activations it produces: the share of its
+        prompts the predictor calls harmful (the code's per-prompt 5-or-1 score), or, under ``linear``,
+        the mean predicted probability."""
         if self.predictor is None:
             yield
             return
         with captured_layer(self.probe_layer(ctx.model)) as capture:
             yield
-        features = mean_pool(capture.hidden, prompt_positions(batch))
-        self.batch_risk = float(self.predictor.risk(features).mean())
+        risks = self.predictor.risk(mean_pool(capture.hidden, prompt_positions(batch)))
+        self.batch_risk = float((risks >= 0.5).float().mean() if self.config.weighting == "released_code" else risks.mean())
 
     def prompt_features(self, ctx, examples: Sequence[Example]) -> torch.Tensor:
         """Mean pre-generation hidden state of the probe layer for each example (n, d)."""
@@ -221,7 +270,7 @@ class AdaptiveRegularization(Method):
     def judge_risk(self, ctx, batch: dict[str, torch.Tensor]) -> float:
         """Safety critic: the share of the batch's (prompt, response) pairs the harm judge calls harmful."""
         pairs = []
-        for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"].bool(), batch["labels"]):
+        for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"].bool(), batch["labels"], strict=True):
             prompt = ctx.tokenizer.decode(ids[mask & (labels == IGNORE)], skip_special_tokens=True)
             response = ctx.tokenizer.decode(ids[labels != IGNORE], skip_special_tokens=True)
             pairs.append((prompt, response))

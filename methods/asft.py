@@ -14,7 +14,8 @@ from methods.safe_lora import open_weights, weight_key
 
 class AsFTConfig(MethodConfig):
     lam: float = Field(1.0, ge=0, description="lambda in lambda * sum_l ||(I - C_l) Delta W_l||_F^2 (authors' scripts: 1)")
-    lora_scale: bool = Field(True, description="Delta W = (alpha / r) B A as in the paper's equation (false: B A, as in the authors' code)")
+    lora_scale: bool = Field(True, description="Delta W = (alpha / r) B A as in the paper's equation "
+                             "(false: B A, as in the authors' code)")
 
 
 def off_basin_norm_sq(v: torch.Tensor, b: torch.Tensor, a: torch.Tensor, scale: float) -> torch.Tensor:

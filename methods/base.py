@@ -1,27 +1,30 @@
 """The one base class every method subclasses: named hooks of the harness's single training loop.
 
-The loop (``harness/training.py``) calls, in order::
+The loop (``harness/training.py``) calls, in order (the one drawing of the hooks; the docs link here)::
 
-    prepare(ctx)                                  once, before the first domain
+    prepare(ctx)                                  once, on the starting (aligned) model; may replace ctx.model
     block = before_sequence(ctx)                  a training block on an adapter of its own, merged
                                                   before the first domain (Vaccine's alignment), or None
-    for each domain:
+    for each domain:                              (a fresh LoRA adapter, B = 0, is attached first)
         before_domain(ctx)
         examples = data_mixture(ctx, examples)    what this domain trains on
-        for each optimizer step:
-            with forward_context(ctx, batch):                  (wraps the task forward + backward)
+        every optimizer step, for each micro-batch:
+            with forward_context(ctx, batch):                  wraps the task loss's forward and backward
                 task loss, backward
-            extra_loss(ctx, batch)                              (None = nothing added; own backward)
-            grads = transform_gradients(ctx, grads)            between backward and optimizer
-            optimizer step
-            update = transform_update(ctx, update)             the applied parameter change
+            extra_loss(ctx, batch)                              (None: nothing added; its own backward)
+        then:
+            grads = transform_gradients(ctx, grads)            task gradients only, before AdamW
+            AdamW step
+            update = transform_update(ctx, update)             the applied change (new - old)
         edits = edit_weights(ctx)                 new values for adapter tensors, or None
         follow_up = after_domain(ctx)             an extra training block (e.g. a repair), or None
-        merge the adapter, evaluate
+        (the adapter is merged, the model evaluated)
+        domain_report(ctx)                        JSON numbers stored with the evaluation
 
 Hooks return values; the loop applies them. A method that needs one adapter for the whole sequence
-(its memory or its reference lives in one adapter's coordinates) sets ``adapter_policy``. A method may keep its own state (a Fisher matrix, a
-subspace) and must then implement ``state_dict``/``load_state_dict`` so a killed run resumes.
+(its memory or its reference lives in one adapter's coordinates) sets ``adapter_policy``. A method may keep
+its own state (a Fisher matrix, a subspace) and must then implement ``state_dict``/``load_state_dict`` so a
+killed run resumes.
 """
 from __future__ import annotations
 
@@ -53,10 +56,10 @@ class TrainingBlock:
     LoRA settings (None: the suite's training settings)."""
 
     name: str
-    examples: list["Example"]
+    examples: list[Example]
     steps: int
     note: dict[str, Any] = field(default_factory=dict)
-    settings: "TrainSettings | None" = None
+    settings: TrainSettings | None = None
 
 
 class Method:
@@ -89,26 +92,26 @@ class Method:
             raise ConfigError(f"{where}: {problems}. Fix: valid fields of {cls.name} are {valid}.") from None
 
     # ---- hooks -----------------------------------------------------------------------------------
-    def prepare(self, ctx: "TrainContext") -> None:
+    def prepare(self, ctx: TrainContext) -> None:
         """Before the sequence, on the starting (aligned) model."""
 
-    def before_sequence(self, ctx: "TrainContext") -> TrainingBlock | None:
+    def before_sequence(self, ctx: TrainContext) -> TrainingBlock | None:
         """After ``prepare``, on the starting model: a block the loop trains on a fresh adapter of
         its own (``block.settings.lora``) and merges into the weights before the first domain."""
         return None
 
-    def before_domain(self, ctx: "TrainContext") -> None:
+    def before_domain(self, ctx: TrainContext) -> None:
         """After the fresh adapter is attached, before the first step of a domain."""
 
-    def data_mixture(self, ctx: "TrainContext", examples: list["Example"]) -> list["Example"]:
+    def data_mixture(self, ctx: TrainContext, examples: list[Example]) -> list[Example]:
         """The examples this domain trains on."""
         return examples
 
-    def extra_loss(self, ctx: "TrainContext", batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """A term added to the task loss of this micro-batch (its gradient is not transformed)."""
         return None
 
-    def forward_context(self, ctx: "TrainContext", batch: dict[str, torch.Tensor]) -> AbstractContextManager:
+    def forward_context(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> AbstractContextManager:
         """Wraps the forward and backward pass of the task loss on this micro-batch.
 
         A method may enter forward hooks here (Vaccine's hidden-state perturbation, an activation
@@ -116,23 +119,23 @@ class Method:
         """
         return nullcontext()
 
-    def transform_gradients(self, ctx: "TrainContext", grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def transform_gradients(self, ctx: TrainContext, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Task gradients of the trainable parameters, before the optimizer sees them."""
         return grads
 
-    def transform_update(self, ctx: "TrainContext", update: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def transform_update(self, ctx: TrainContext, update: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The parameter change the optimizer made this step (new - old)."""
         return update
 
-    def edit_weights(self, ctx: "TrainContext") -> dict[str, torch.Tensor] | None:
+    def edit_weights(self, ctx: TrainContext) -> dict[str, torch.Tensor] | None:
         """New values for trainable tensors after the domain's training (e.g. Safe LoRA's B <- C B)."""
         return None
 
-    def after_domain(self, ctx: "TrainContext") -> TrainingBlock | None:
+    def after_domain(self, ctx: TrainContext) -> TrainingBlock | None:
         """After training and weight edits, before the adapter is merged."""
         return None
 
-    def domain_report(self, ctx: "TrainContext") -> dict[str, Any]:
+    def domain_report(self, ctx: TrainContext) -> dict[str, Any]:
         """Numbers to store with this domain's results (e.g. a Fisher spectrum); JSON-serialisable."""
         return {}
 

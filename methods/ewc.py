@@ -2,30 +2,29 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
 from harness.core.data import Example
 from methods.base import Method, MethodConfig
-from methods.lora_utils import collect_grads, lora_pairs, unflatten_pair
+from methods.lora_utils import batch_mean_fisher, collect_grads, lora_pairs, unflatten_pair
 from methods.registry import register
 
 
 class EWCConfig(MethodConfig):
-    lam: float = Field(100.0, ge=0, description="penalty weight lambda in lambda * sum F (theta - theta*)^2 (the SafeAnchor reference code: 100)")
+    lam: float = Field(100.0, ge=0, description="penalty weight lambda in lambda * sum F (theta - theta*)^2 "
+                       "(the SafeAnchor reference code: 100)")
     fisher_source: Literal["previous_domain", "safety"] = Field(
-        "previous_domain", description="previous_domain: Fisher of the domains trained so far; safety: of the harmful->refusal calibration set")
+        "previous_domain", description="previous_domain: Fisher of the domains trained so far; "
+        "safety: of the harmful->refusal calibration set")
     decay: float = Field(0.0, ge=0, le=1, description="online EWC: a domain's Fisher is weighted decay^(its age in domains) "
                          "(0: the previous domain's only, as the SafeAnchor reference code; 1: all earlier domains equally)")
     fisher_samples: int = Field(200, gt=0, description="examples per Fisher estimate (per domain, or of the safety set)")
-    fisher_batch_size: int = Field(8, gt=0, description="batch size of the batched per-example gradient passes")
-
-
-def diagonal_fisher(grads: torch.Tensor) -> torch.Tensor:
-    """Empirical diagonal Fisher from per-example gradients (N x p): mean of squares."""
-    return grads.pow(2).mean(0)
+    fisher_batch_size: int = Field(8, gt=0, description="batch of the batch-mean gradients the Fisher squares (the reference "
+                                   "code's domain loader: 8), and of the gradient passes")
 
 
 def ewc_penalty(params: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor],
@@ -38,7 +37,8 @@ def ewc_penalty(params: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]
 @register
 class EWC(Method):
     """EWC + LoRA: minimise L_task(theta) + lambda * sum_j F_j (theta_j - theta*_j)^2 (lambda = 100) over the LoRA
-    parameters, where F is the diagonal empirical Fisher (mean squared per-example gradient) and theta*
+    parameters, where F is the diagonal Fisher as the SafeAnchor reference code estimates it (the squared
+    gradient of each batch's mean loss, batches of 8, summed and divided by the examples) and theta*
     the adapter at the start of the domain, i.e. the model that left the previous domain (with
     merge_per_domain: the fresh adapter, B = 0). F is evaluated at theta* in the current adapter's
     coordinates, on the earlier domains' data (online, weighted decay^age) or on the safety set.
@@ -98,10 +98,11 @@ class EWC(Method):
         params = ctx.trainable()
         pairs = lora_pairs(params)
         total: dict[str, torch.Tensor] = {}
+        batch_size = self.config.fisher_batch_size
         for examples, weight in weighted_sets:
-            grads = collect_grads(ctx.model, ctx.tokenizer, examples, pairs, self.config.fisher_batch_size, ctx.settings.max_seq_len)
-            for layer, g in grads.items():
-                total[layer] = total.get(layer, 0) + weight * diagonal_fisher(g)  # on the CPU, where G is
+            grads = collect_grads(ctx.model, ctx.tokenizer, examples, pairs, batch_size, ctx.settings.max_seq_len)
+            for layer, g in grads.items():  # shuffled batches, as the reference's loader; on the CPU, where G is
+                total[layer] = total.get(layer, 0) + weight * batch_mean_fisher(g, batch_size, ctx.seed).to(g.dtype)
         fisher: dict[str, torch.Tensor] = {}
         for layer, vector in total.items():
             fisher.update(unflatten_pair(pairs[layer], vector.to(params[pairs[layer].a]), params))  # dtype and device

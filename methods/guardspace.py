@@ -2,9 +2,10 @@
 of the harmful prompts' activations."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -20,13 +21,33 @@ class GuardSpaceConfig(MethodConfig):
     calibration_size: int = Field(256, gt=0, description="harmful calibration examples whose activations give C = X X^T")
     tokens: Literal["prompt", "prompt_and_refusal"] = Field(
         "prompt_and_refusal", description="positions in X: the harmful prompt's, or the prompt's and its refusal's")
-    null_energy: float = Field(0.01, ge=0, lt=1, description="null space: the smallest eigen-directions of C holding at most this share of tr(C)")
-    damp: float = Field(1e-4, gt=0, description="C^{-1} of the decomposition is (C + damp * mean(diag C) I)^{-1}")
+    null_space: Literal["tolerance", "energy"] = Field(
+        "tolerance", description="tolerance: the eigenvectors of C with eigenvalue <= max(1e-8, null_tolerance * lambda_max) "
+        "(the authors' code); energy: the smallest eigen-directions holding at most null_energy of tr(C) (ours)")
+    null_tolerance: float = Field(1e-6, ge=0, lt=1, description="tolerance rule: relative eigenvalue threshold (the code: 1e-6)")
+    null_energy: float = Field(0.01, ge=0, lt=1, description="energy rule: share of tr(C) the null space may hold")
+    damp: float = Field(0.01, gt=0, description="C^{-1} of the decomposition is (C + d * mean(diag C) I)^{-1}, d = damp "
+                        "doubled until the float32 inverse is accurate (the code: 0.01)")
     batch_size: int = Field(8, gt=0, description="batch size of the activation passes")
 
 
 # ---- the two parts, on plain tensors -------------------------------------------------------------
-def null_basis(cov: torch.Tensor, energy: float) -> torch.Tensor:
+# The authors' code: the absolute floor of the null-space threshold, and the inverse error at which
+# its damping stops doubling (||C_d C_d^{-1} - I||_F).
+_NULL_FLOOR = 1e-8
+_INVERSE_ERROR = 0.05
+
+
+def null_basis(cov: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Orthonormal N (d_in x m): the eigenvectors of C of (near-)zero eigenvalue, at most
+    max(1e-8, tolerance * lambda_max) (the authors' code). For x among the activations, N^T x = 0 up
+    to that tolerance; none may qualify (then A, and with it the adapter, cannot move)."""
+    eigenvalues, vectors = torch.linalg.eigh(cov.double())
+    threshold = max(_NULL_FLOOR, tolerance * float(eigenvalues.abs().max()))
+    return vectors[:, eigenvalues <= threshold].to(cov.dtype)
+
+
+def low_energy_basis(cov: torch.Tensor, energy: float) -> torch.Tensor:
     """Orthonormal N (d_in x m): the eigenvectors of C with the smallest eigenvalues whose sum is at
     most ``energy * tr(C)``. For every column x of X, ||N^T x||^2 summed over X is that sum, so an
     update Delta W N N^T changes the outputs on X by at most ||Delta W||_2 * sqrt(energy * tr(C))."""
@@ -41,14 +62,27 @@ def project_rows(matrix: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return (matrix @ basis) @ basis.T
 
 
-def safety_irrelevant_init(weight: torch.Tensor, cov: torch.Tensor, rank: int, scale: float, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
+def damped(cov: torch.Tensor, damp: float) -> torch.Tensor:
+    """C + d * mean(diag C) I (float64), d = ``damp`` doubled until the float32 inverse is accurate,
+    ||C_d C_d^{-1} - I||_F < 0.05: the authors' code's rule (a singular C has no inverse)."""
+    c = cov.double()
+    eye = torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
+    scale = torch.diagonal(c).mean().clamp(min=torch.finfo(torch.float64).tiny)
+    while True:
+        fixed = c + damp * scale * eye
+        single = fixed.float()
+        if float(torch.dist(single @ torch.linalg.inv(single), eye.float())) < _INVERSE_ERROR:
+            return fixed
+        damp *= 2
+
+
+def safety_irrelevant_init(weight: torch.Tensor, cov: torch.Tensor, rank: int, scale: float,
+                           damp: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(B0, A0) from the r smallest components of the covariance-preconditioned SVD W C = U S V^T:
     scale * B0 A0 = U_r S_r V_r^T C^{-1}, split evenly, B0 = U_r sqrt(S_r / scale) and
     A0 = sqrt(S_r / scale) V_r^T C^{-1}. Summed over all components U S V^T C^{-1} = W, so these are
     the parts of W that the harmful activations excite least."""
-    w, c = weight.double(), cov.double()
-    ridge = damp * torch.diagonal(c).mean().clamp(min=torch.finfo(torch.float64).tiny)
-    c = c + ridge * torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
+    w, c = weight.double(), damped(cov, damp)
     u, s, vh = torch.linalg.svd(w @ c, full_matrices=False)  # descending
     root = (s[-rank:] / scale).sqrt()
     b0 = u[:, -rank:] * root
@@ -120,9 +154,11 @@ class GuardSpace(Method):
     Delta W X = scale * (B A - B_0 A_0) X = 0: the outputs on harmful prompts, the refusals, do not
     change while B and A adapt to the task on every other input direction.
 
-    Null space: the smallest eigen-directions holding at most ``null_energy`` (1%) of tr(C), which
-    bounds the harmful-output change by ||Delta W||_2 sqrt(null_energy tr(C)) (an exact null space is
-    usually empty). C^{-1} is damped, (C + damp * mean(diag C) I)^{-1}. A's gradient is projected
+    Null space: as the authors' code, the eigenvectors of C with eigenvalue <= max(1e-8, 1e-6 lambda_max);
+    ``null_space: energy`` (ours) keeps the smallest eigen-directions holding at most ``null_energy`` of
+    tr(C), which bounds the harmful-output change by ||Delta W||_2 sqrt(null_energy tr(C)) where an exact
+    null space is empty. C^{-1} is damped as the code: (C + d mean(diag C) I)^{-1}, d = 0.01 doubled
+    until the float32 inverse is accurate. A's gradient is projected
     (so Adam's moments see the constrained gradient) and so is A's applied update (Adam's
     per-coordinate scaling and weight decay would leave the null space otherwise). Sequentially, with
     a fresh adapter per domain (``merge_per_domain``, required), both parts are recomputed at the
@@ -161,7 +197,7 @@ class GuardSpace(Method):
         weight, scale = module.base_layer.weight, float(module.scaling[pair.adapter])
         a_param, b_param = module.lora_A[pair.adapter].weight, module.lora_B[pair.adapter].weight
         original = weight.detach().float()
-        basis = null_basis(cov, self.config.null_energy)
+        basis = self.null_space(cov)
         b0, a0 = safety_irrelevant_init(original, cov, a_param.shape[0], scale, self.config.damp)
         a0 = project_rows(a0, basis)
         start = scale * b0 @ a0
@@ -187,6 +223,10 @@ class GuardSpace(Method):
         return {"guardspace": self.report}
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def null_space(self, cov: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return null_basis(cov, cfg.null_tolerance) if cfg.null_space == "tolerance" else low_energy_basis(cov, cfg.null_energy)
+
     def _project_a(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = dict(tensors)
         for layer, pair in lora_pairs(tensors).items():

@@ -11,7 +11,8 @@ from methods.registry import register
 
 class SafetyInterleavingConfig(MethodConfig):
     safety_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training mixture that is safety replay")
-    harmful_share: float = Field(0.5, ge=0, le=1, description="share of the replay that is harmful->refusal (the rest benign->helpful)")
+    harmful_share: float = Field(0.5, ge=0, le=1, description="share of the replay that is harmful->refusal "
+                                 "(the rest benign->helpful)")
 
 
 def replay_count(n_domain: int, safety_fraction: float) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -138,7 +139,8 @@ def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pa
     accelerator never holds more than one layer's rows). Parameter ``.grad`` fields are left untouched."""
     batch_size = batch["input_ids"].shape[0]
     modules = {layer: model.get_submodule(layer) for layer in pairs}
-    weights = {layer: (modules[layer].lora_A[p.adapter].weight, modules[layer].lora_B[p.adapter].weight) for layer, p in pairs.items()}
+    weights = {layer: (modules[layer].lora_A[p.adapter].weight, modules[layer].lora_B[p.adapter].weight)
+               for layer, p in pairs.items()}
     with _captured(model, pairs) as captures, torch.enable_grad():
         losses = lm_loss(model, batch, per_example=True)
         # Examples are independent, so the gradient of the sum w.r.t. example i's activations is
@@ -153,7 +155,8 @@ def per_example_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor], pa
     return grads
 
 
-def fixed_batches(tokenizer: Any, examples: Sequence[Example], batch_size: int, max_len: int) -> Iterator[dict[str, torch.Tensor]]:
+def fixed_batches(tokenizer: Any, examples: Sequence[Example], batch_size: int,
+                  max_len: int) -> Iterator[dict[str, torch.Tensor]]:
     """Every example exactly once, in length order (little padding), deterministic."""
     encoded = sorted((encode_example(tokenizer, e, max_len) for e in examples), key=lambda pair: len(pair[0]))
     for start in range(0, len(encoded), batch_size):
@@ -188,20 +191,24 @@ class Subspace:
     basis: torch.Tensor
     eigenvalues: torch.Tensor
     trace: float
+    # tr(F) with F estimated as the SafeAnchor reference code estimates it (squared batch-mean
+    # gradients, see batch_mean_fisher), where the estimate recorded it; None otherwise.
+    batch_trace: float | None = None
 
     @property
     def rank(self) -> int:
         return self.basis.shape[1]
 
-    def to(self, device: torch.device | str) -> "Subspace":
-        return Subspace(self.basis.to(device), self.eigenvalues.to(device), self.trace)
+    def to(self, device: torch.device | str) -> Subspace:
+        return replace(self, basis=self.basis.to(device), eigenvalues=self.eigenvalues.to(device))
 
     def state(self) -> dict[str, Any]:
-        return {"basis": self.basis.cpu(), "eigenvalues": self.eigenvalues.cpu(), "trace": self.trace}
+        return {"basis": self.basis.cpu(), "eigenvalues": self.eigenvalues.cpu(), "trace": self.trace,
+                "batch_trace": self.batch_trace}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "Subspace":
-        return cls(state["basis"], state["eigenvalues"], float(state["trace"]))
+    def from_state(cls, state: Mapping[str, Any]) -> Subspace:
+        return cls(state["basis"], state["eigenvalues"], float(state["trace"]), state.get("batch_trace"))
 
 
 def coverage_rank(eigenvalues: torch.Tensor, trace: float, rho: float) -> int:
@@ -245,14 +252,42 @@ def layer_subspaces(grads: dict[str, torch.Tensor], device: torch.device | str, 
 
 
 def merge_subspaces(old: Subspace, new: Subspace, rho: float) -> Subspace:
-    """SVD merge: the subspace of (F_old + F_new) / 2 as represented by both (low-rank) bases; rho is
-    measured against the averaged full traces, so repeated merges do not shrink coverage."""
+    """Eigenvalue-weighted merge (ours): the subspace of (F_old + F_new) / 2 as represented by both
+    (low-rank) bases; rho is measured against the averaged full traces, so repeated merges do not
+    shrink coverage. ``batch_trace`` is the new estimate's (the latest Fisher, as the reference code)."""
     scaled = torch.cat([old.basis * (old.eigenvalues[: old.rank] / 2).sqrt().to(old.basis.dtype),
                         new.basis * (new.eigenvalues[: new.rank] / 2).sqrt().to(new.basis.dtype)], dim=1)
     trace = (old.trace + new.trace) / 2
     if scaled.shape[1] == 0:
-        return Subspace(scaled, torch.zeros(0), trace)
-    return _eigen_basis(scaled.T, trace, rho)
+        return Subspace(scaled, torch.zeros(0), trace, new.batch_trace)
+    return replace(_eigen_basis(scaled.T, trace, rho), batch_trace=new.batch_trace)
+
+
+def merge_bases(old: Subspace, new: Subspace, rho: float) -> Subspace:
+    """The SafeAnchor paper's and reference code's incremental update: the left singular vectors of
+    [V_old | V_new] (unweighted orthonormal columns) whose squared singular values cover rho of their
+    sum. A direction both bases hold has S^2 = 2, one only one holds S^2 = 1; ``eigenvalues`` keeps
+    these S^2 (the code keeps S), and tr(F) is the new estimate's, as in the code."""
+    stacked = torch.cat([old.basis, new.basis.to(old.basis.dtype)], dim=1)
+    if stacked.shape[1] == 0:
+        return Subspace(stacked, torch.zeros(0), new.trace, new.batch_trace)
+    merged = _eigen_basis(stacked.T, float(stacked.double().pow(2).sum()), rho)
+    return Subspace(merged.basis, merged.eigenvalues, new.trace, new.batch_trace)
+
+
+def batch_mean_fisher(grads: torch.Tensor, batch_size: int, shuffle_seed: int | None = None) -> torch.Tensor:
+    """Diagonal of F = 1/N sum_b gbar_b gbar_b^T, gbar_b the mean of a batch of ``batch_size`` rows of
+    the per-example gradients G (N x p): the Fisher of the SafeAnchor reference code (SSI and its EWC
+    baseline), which squares each batch's mean-loss gradient and divides by the number of examples.
+    That is smaller than the per-example mean of squares by a factor between the batch size and its
+    square. With a ``shuffle_seed`` the rows are shuffled into batches (the reference's loaders
+    shuffle; one seed gives every layer the same batches), else taken in order. Returns float64 (p,)."""
+    n = grads.shape[0]
+    order = torch.arange(n) if shuffle_seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed))
+    total = torch.zeros(grads.shape[1], dtype=torch.float64, device=grads.device)
+    for start in range(0, n, batch_size):
+        total += grads[order[start : start + batch_size]].double().mean(0).pow(2)
+    return total / max(1, n)
 
 
 # ---- KL against the adapter-disabled model -------------------------------------------------------------

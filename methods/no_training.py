@@ -27,8 +27,8 @@ class NoTraining(Method):
     name = "no_training"
     relative_cost = 0.05  # estimated: one step per domain; every evaluation reuses the starting model's
 
-    def data_mixture(self, ctx: "TrainContext", examples: list["Example"]) -> list["Example"]:
+    def data_mixture(self, ctx: TrainContext, examples: list[Example]) -> list[Example]:
         return examples[:1]
 
-    def transform_update(self, ctx: "TrainContext", update: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def transform_update(self, ctx: TrainContext, update: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: torch.zeros_like(delta) for name, delta in update.items()}

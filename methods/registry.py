@@ -1,16 +1,23 @@
 """Method registry: built-ins register with ``@register``; installed packages through the entry
-point group ``erosion_bench.methods``; anything importable by ``"package.module:Class"`` in YAML."""
+point group ``erosion_bench.methods``; anything importable by ``"package.module:Class"`` in YAML
+(the lookups shared with benchmarks: ``harness/core/plugins.py``).
+
+A suite's method entry may name a variant row, ``name[field=value, ...]`` (e.g.
+``safeanchor[alpha_traces=relative]``): the method with those config fields. The whole entry is the
+run's method label, so a suite can run a method twice under two configs as two rows."""
 from __future__ import annotations
 
-import importlib
 import re
-from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
+
+import yaml
 
 from harness.core.errors import RegistryError, unknown_name_error
+from harness.core.plugins import PluginKind, entry_point_classes, load_class_path
 from methods.base import Method
 
 ENTRY_POINT_GROUP = "erosion_bench.methods"
+PLUGIN = PluginKind("method", Method, ENTRY_POINT_GROUP, "my_methods.replay:Replay", "docs/write-your-own-method.md")
 METHODS: dict[str, type[Method]] = {}
 
 
@@ -21,59 +28,55 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def _load_entry_points() -> dict[str, type[Method]]:
-    found = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = _import_guarded(ep.load, f"entry point {ep.name!r} ({ep.value})", f"installed package of {ep.value}", ep.module)
-    return found
+VARIANT = re.compile(r"(?P<base>[^\[\]]+)\[(?P<fields>[^\[\]]*)\]")
 
 
-METHOD_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+def _scalar(text: str) -> Any:
+    """A field value as YAML reads it (a number, true/false, a word); ``2e-4`` is a number."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 2e-4 as a string
+        except ValueError:
+            return value
+    return value
 
 
-def _import_guarded(load: Callable[[], Any], what: str, where: str, module: str) -> Any:
-    """Run a user module's import: whatever it raises (or a sys.exit in it) becomes one clear error,
-    not a traceback, and never ends the command with its own exit code."""
-    try:
-        return load()
-    except (ImportError, AttributeError) as err:
-        raise RegistryError(f"{where}: cannot import method {what} ({err}). Fix: check the 'module:Class' path "
-                            f"and that the package is installed.") from None
-    except SyntaxError as err:
-        raise RegistryError(f"{where}: method {what}: {err.filename}, line {err.lineno}: SyntaxError: {err.msg}. "
-                            f"Fix: correct that line.") from None
-    except SystemExit as err:
-        raise RegistryError(f"{where}: importing method {what} called sys.exit({err.code!r}). Fix: remove the "
-                            f"module-level exit (put scripts under `if __name__ == \"__main__\":`).") from None
-    except Exception as err:  # noqa: BLE001 - any error of a user's module, reported with its text
-        raise RegistryError(f"{where}: importing method {what} raised {type(err).__name__}: {str(err)[:300]}. "
-                            f"Fix: correct the module (`python -c \"import {module}\"` shows the traceback).") from None
-
-
-def _load_path(spec: str, where: str) -> type[Method]:
-    if not METHOD_SPEC.fullmatch(spec):
-        raise RegistryError(f"{where}: method {spec!r} is neither a registered name nor 'package.module:Class'. "
-                            f"Fix: e.g. 'my_methods.replay:Replay' (see docs/write-your-own-method.md).")
-    module_name, _, attr = spec.partition(":")
-    cls = _import_guarded(lambda: getattr(importlib.import_module(module_name), attr), repr(spec), where, module_name)
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise RegistryError(f"{where}: {spec!r} is not a subclass of methods.base.Method. Fix: point at your Method subclass.")
-    return cls
+def split_variant(label: str, where: str = "") -> tuple[str, dict[str, Any]]:
+    """``name[field=value, ...]`` -> (name, {field: value}); a plain name -> (name, {})."""
+    match = VARIANT.fullmatch(label.strip())
+    if match is None:
+        if "[" in label or "]" in label:
+            raise RegistryError(f"{where}: method entry {label!r} is not of the form name[field=value, ...]. "
+                                f"Fix: e.g. 'safeanchor[alpha_traces=relative]'.")
+        return label, {}
+    fields: dict[str, Any] = {}
+    for item in match["fields"].split(","):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not (key and equals and value) or key in fields:
+            raise RegistryError(f"{where}: method entry {label!r}: {item.strip()!r} is not one new field=value. "
+                                f"Fix: write name[field=value, field2=value2], each field once.")
+        fields[key] = _scalar(value)
+    return match["base"].strip(), fields
 
 
 def all_methods() -> dict[str, type[Method]]:
-    return {**_load_entry_points(), **METHODS}
+    return {**entry_point_classes(PLUGIN), **METHODS}
 
 
 def resolve_method(name: str, where: str = "") -> type[Method]:
+    """The class of a method name, ``module:Class`` path or variant row ``name[field=value]``."""
+    name = split_variant(name, where)[0]
     if ":" in name:
-        return _load_path(name, where)
+        return load_class_path(PLUGIN, name, where)
     known = all_methods()
     if name not in known:
-        raise unknown_name_error("method", name, list(known), where)
+        raise unknown_name_error("method", name, list(known), where, PLUGIN.guide)
     return known[name]
 
 
 def build_method(name: str, fields: dict | None = None, where: str = "") -> Method:
+    """The method of a suite entry, configured by ``fields`` and, for a variant row, the fields its
+    label names (the label wins: it must describe the run truthfully)."""
     cls = resolve_method(name, where)
-    return cls(cls.make_config(fields, where))
+    return cls(cls.make_config({**(fields or {}), **split_variant(name, where)[1]}, where))

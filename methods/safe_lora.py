@@ -1,9 +1,10 @@
 """Safe LoRA: project LoRA updates onto the alignment subspace after each domain."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -15,7 +16,8 @@ from methods.registry import register
 
 
 class SafeLoRAConfig(MethodConfig):
-    mode: Literal["threshold", "number"] = Field("number", description="number: the num_layers lowest-cos layers (IBM's default); threshold: layers with cos <= threshold")
+    mode: Literal["threshold", "number"] = Field(
+        "number", description="number: the num_layers lowest-cos layers (IBM's default); threshold: layers with cos <= threshold")
     threshold: float = Field(0.5, ge=-1, le=1, description="cosine threshold of the threshold mode")
     num_layers: int = Field(10, gt=0, description="layers projected in the number mode (IBM's num_proj_layers)")
 
@@ -72,7 +74,8 @@ def open_weights(ref: str | Path) -> Iterator[dict[str, Any]]:
     folder = checkpoint_dir(ref)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise ConfigError(f"Safe LoRA needs safetensors weights, but {folder} has none. Fix: save the base and aligned models with safetensors.")
+        raise ConfigError(f"Safe LoRA needs safetensors weights, but {folder} has none. "
+                          "Fix: save the base and aligned models with safetensors.")
     with ExitStack() as stack:
         handles = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
         yield {key: handle for handle in handles for key in handle.keys()}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -18,6 +19,7 @@ from methods.base import Method, MethodConfig, TrainingBlock
 from methods.lora_utils import (
     LoraPair,
     Subspace,
+    batch_mean_fisher,
     collect_grads,
     complete_pairs,
     coverage_rank,
@@ -25,6 +27,7 @@ from methods.lora_utils import (
     kl_to_snapshot,
     layer_subspaces,
     lora_pairs,
+    merge_bases,
     merge_subspaces,
     remove_component,
     safety_replay,
@@ -43,15 +46,23 @@ _ANCHOR_OFFSET = 3001
 class SafeAnchorConfig(MethodConfig):
     # SSI
     calibration_size: int = Field(500, gt=0, description="N calibration examples per Fisher estimate (D_safe)")
-    calibration_harmful_share: float = Field(0.5, ge=0, le=1, description="share of harmful->refusal in D_safe (rest benign->helpful, as the reference code)")
+    calibration_harmful_share: float = Field(0.5, ge=0, le=1, description="share of harmful->refusal in D_safe "
+                                             "(rest benign->helpful, as the reference code)")
     rho: float = Field(0.9, gt=0, le=1, description="share of tr(F_i) the kept eigenvectors V_i cover")
     recompute_first: int = Field(1, ge=0, description="in-domain step at which V_i is first recomputed (0: not)")
     recompute_every: int = Field(50, ge=0, description="then at every multiple of this step (0: not)")
-    fisher_batch_size: int = Field(8, gt=0, description="batch size of the batched per-example gradient passes")
+    fisher_batch_size: int = Field(8, gt=0, description="batch size of the per-example gradient passes and of the batch-mean "
+                                   "gradients in tr(F_i) of alpha (the reference code's calibration loader: 8)")
+    memory_merge: Literal["bases", "fisher"] = Field(
+        "bases", description="bases: SVD of [V_old | V_new] keeping rho of the squared singular values (the paper and code); "
+        "fisher: eigenvalue-weighted (F_old + F_new) / 2 (ours)")
     # OSCA
-    lam: float = Field(0.5, ge=0, description="alpha_i = max(0, 1 - lam * tr(F_i) / mean_j tr(F_j))")
-    alpha_traces: Literal["relative", "raw"] = Field("relative", description="tr(F_i) relative to the mean over layers (ours), or raw (the paper's formula)")
-    project: Literal["gradient", "update", "both"] = Field("gradient", description="project the task gradient (the paper), the AdamW update, or both")
+    lam: float = Field(0.5, ge=0, description="alpha_i = max(0, 1 - lam * tr(F_i))")
+    alpha_traces: Literal["raw", "relative"] = Field(
+        "raw", description="raw: the paper's tr(F_i), F as the reference code estimates it (squared batch-mean gradients / N); "
+        "relative: tr(F_i) / mean_j tr(F_j) (ours)")
+    project: Literal["gradient", "update", "both"] = Field(
+        "gradient", description="project the task gradient (the paper), the AdamW update, or both")
     gamma: float = Field(0.1, ge=0, description="weight of the anchor KL(p_{theta_{t-1}} || p_theta) on safety data")
     anchor_batch_size: int | None = Field(None, gt=0, description="safety examples per micro-batch in the anchor KL and "
                                           "the repair loss (None: batch_size / grad_accum, one safety batch per optimizer step)")
@@ -61,17 +72,19 @@ class SafeAnchorConfig(MethodConfig):
     repair_fraction: float | None = Field(None, gt=0, description="E_repair as this share of the domain's steps instead "
                                           "(paper: 200 / 938 = 0.213; None: repair_steps)")
     beta: float = Field(1.0, ge=0, description="weight of the (unprojected) safety loss during the repair block")
-    repair_safety_examples: int = Field(500, ge=0, description="calibration examples (half harmful, half benign) in the repair data")
-    probe_size: int = Field(200, gt=0, description="prompts in the refusal probe: HarmBench val behaviors, then held-out calibration harmful prompts")
+    repair_safety_examples: int = Field(500, ge=0, description="calibration examples (half harmful, half benign) "
+                                        "in the repair data")
+    probe_size: int = Field(200, gt=0, description="prompts in the refusal probe: HarmBench val behaviors, "
+                            "then held-out calibration harmful prompts")
     # report
     report_spectrum: bool = Field(True, description="report per-layer Fisher spectra (safety vs. domain data) after each domain")
     spectrum_top: int = Field(32, gt=0, description="eigenvalues reported per layer")
 
 
-def osca_alphas(traces: Mapping[str, float], lam: float, relative: bool = True) -> dict[str, float]:
-    """alpha_i = max(0, 1 - lam * tr(F_i) / mean_j tr(F_j)): traces relative to the mean over layers,
-    so alpha does not depend on the loss scale (a layer at the mean trace gets 1 - lam). With
-    ``relative=False`` the paper's alpha_i = max(0, 1 - lam * tr(F_i))."""
+def osca_alphas(traces: Mapping[str, float], lam: float, relative: bool = False) -> dict[str, float]:
+    """The paper's alpha_i = max(0, 1 - lam * tr(F_i)). With ``relative`` (ours) the traces are
+    divided by their mean over layers, so alpha does not depend on the loss scale (a layer at the
+    mean trace gets 1 - lam)."""
     scale = sum(traces.values()) / max(1, len(traces)) if relative else 1.0
     if scale <= 0:
         return {layer: 1.0 for layer in traces}
@@ -97,12 +110,13 @@ class SafeAnchor(Method):
     F_i = 1/N sum_n g_n g_n^T (g_n = grad of log p(y_n | x_n) w.r.t. vec([B_i; A_i]) over D_safe, N = 500
     calibration pairs, half harmful -> refusal and half benign -> helpful) covering rho = 90% of tr(F_i);
     OSCA steps on g_i <- g_i - (1 - alpha_i) V_i V_i^T g_i for the task gradient only, with
-    alpha_i = max(0, 1 - lambda tr(F_i)) (lambda = 0.5, tr relative to the mean over layers), and adds
-    gamma KL(p_{theta_{t-1}} || p_theta) on safety data (gamma = 0.1, not projected; one safety batch per
-    optimizer step); CSM measures the probe refusal rate s_t after each domain and, if
-    s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair = 200 steps on safety + domain data with weight
-    beta = 1 on the safety loss. After each domain (and its repair) SSI is recomputed and SVD-merged
-    into the subspaces carried to the next domain.
+    alpha_i = max(0, 1 - lambda tr(F_i)) (lambda = 0.5, tr(F_i) as the reference code estimates it:
+    squared gradients of batch-mean losses, batches of 8, over N), and adds gamma KL(p_{theta_{t-1}} || p_theta)
+    on safety data (gamma = 0.1, not projected; one safety batch per optimizer step); CSM measures the
+    probe refusal rate s_t after each domain and, if s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair = 200
+    steps on safety + domain data with weight beta = 1 on the (unprojected) safety loss. After each domain
+    (and its repair) SSI is recomputed and merged into the memory by an SVD of [V_old | V_new] keeping
+    rho of the squared singular values, as the paper and its code.
 
     One coordinate system: SafeAnchor keeps one persistent adapter for the whole sequence (as the
     authors' code does), so a basis in vec([B; A]) means the same directions in every domain. With a
@@ -111,8 +125,7 @@ class SafeAnchor(Method):
     SSI schedule: at B = 0 every lora_A gradient is zero, so a subspace computed before the first step
     protects nothing in A. The in-domain subspaces are therefore recomputed at step ``recompute_first``
     (1) and every ``recompute_every`` (50) steps (ours), each the merge of the memory with the fresh
-    estimate. Merging averages the two Fishers, (F_old + F_new) / 2, through their low-rank factors;
-    rho is measured against the averaged full traces so repeated merges do not shrink coverage.
+    estimate (``memory_merge: fisher``, ours, averages the two Fishers instead of the bases).
     Per-example gradients come from batched backward passes (hooks on the LoRA modules); only V_i
     (p x k) and the eigenvalues are kept, computed through the N x N Gram matrix (tr(F_i) = ||G_i||_F^2 / N).
 
@@ -153,7 +166,8 @@ class SafeAnchor(Method):
         self._set_current(self.memory)
         self._anchor_snapshot = {n: p.detach().clone() for n, p in ctx.trainable().items()}
         replay = safety_replay(self.calibration(ctx), cfg.calibration_size, 0.5, ctx.seed * 1000 + ctx.domain_index)
-        self._anchor_stream = ctx.batches(replay, self.anchor_batch_size(ctx.settings), seed_offset=_ANCHOR_OFFSET + ctx.domain_index)
+        self._anchor_stream = ctx.batches(replay, self.anchor_batch_size(ctx.settings),
+                                          seed_offset=_ANCHOR_OFFSET + ctx.domain_index)
         self.report = {"osca": {"memory_rank": {layer: s.rank for layer, s in self.memory.items()}}}
 
     def anchor_batch_size(self, settings) -> int:
@@ -210,20 +224,28 @@ class SafeAnchor(Method):
         return self._fisher_subspaces(ctx, self.safety_set(ctx))
 
     def _set_current(self, subspaces: dict[str, Subspace]) -> None:
-        """The subspaces OSCA projects on, and their alphas."""
+        """The subspaces OSCA projects on, and their alphas: from the latest estimate's tr(F_i) in the
+        reference code's normalisation (the code keeps the new estimate's trace when it merges), or,
+        with ``relative``, from the merged per-example traces relative to their mean (ours)."""
+        relative = self.config.alpha_traces == "relative"
         self.current = subspaces
-        self.alphas = osca_alphas({layer: s.trace for layer, s in subspaces.items()}, self.config.lam,
-                                  relative=self.config.alpha_traces == "relative")
+        self.alphas = osca_alphas({layer: s.trace if relative else s.batch_trace for layer, s in subspaces.items()},
+                                  self.config.lam, relative=relative)
 
     def _fisher_subspaces(self, ctx, examples: list[Example]) -> dict[str, Subspace]:
+        """Per-layer Fisher subspaces, each with its trace as the reference code estimates F (the
+        batch-mean gradients of shuffled batches of ``fisher_batch_size``, seeded by the run)."""
         cfg = self.config
-        grads = collect_grads(ctx.model, ctx.tokenizer, examples, lora_pairs(ctx.trainable()), cfg.fisher_batch_size, ctx.settings.max_seq_len)
-        return layer_subspaces(grads, next(ctx.model.parameters()).device, cfg.rho)
+        grads = collect_grads(ctx.model, ctx.tokenizer, examples, lora_pairs(ctx.trainable()), cfg.fisher_batch_size,
+                              ctx.settings.max_seq_len)
+        batch_traces = {layer: float(batch_mean_fisher(g, cfg.fisher_batch_size, ctx.seed).sum()) for layer, g in grads.items()}
+        spaces = layer_subspaces(grads, next(ctx.model.parameters()).device, cfg.rho)
+        return {layer: dataclasses.replace(space, batch_trace=batch_traces[layer]) for layer, space in spaces.items()}
 
     def _with_memory(self, fresh: Mapping[str, Subspace], memory: Mapping[str, Subspace] | None = None) -> dict[str, Subspace]:
         memory = self.memory if memory is None else memory
-        rho = self.config.rho
-        return {layer: merge_subspaces(memory[layer], space, rho) if layer in memory else space
+        merge = merge_bases if self.config.memory_merge == "bases" else merge_subspaces
+        return {layer: merge(memory[layer], space, self.config.rho) if layer in memory else space
                 for layer, space in fresh.items()}
 
     def _recompute_due(self, step: int) -> bool:
@@ -234,7 +256,8 @@ class SafeAnchor(Method):
     def _domain_spectra(self, ctx) -> dict[str, Subspace]:
         """The same Fisher on a random sample of the domain's own data (the near-flat control)."""
         rng = random.Random(ctx.seed * 1000 + ctx.domain_index)
-        return self._fisher_subspaces(ctx, rng.sample(ctx.domain_examples, min(self.config.calibration_size, len(ctx.domain_examples))))
+        sample_size = min(self.config.calibration_size, len(ctx.domain_examples))
+        return self._fisher_subspaces(ctx, rng.sample(ctx.domain_examples, sample_size))
 
     def spectrum_report(self, safety: Mapping[str, Subspace], random_data: Mapping[str, Subspace]) -> dict[str, Any]:
         top = self.config.spectrum_top
@@ -286,7 +309,8 @@ class SafeAnchor(Method):
         threshold = (1 - cfg.tau) * self.s0
         steps = self.repair_length(ctx)
         triggered = s_t < threshold and steps > 0
-        record = {"s0": self.s0, "s_t": s_t, "threshold": threshold, "triggered": triggered, "repair_steps": steps if triggered else 0}
+        record = {"s0": self.s0, "s_t": s_t, "threshold": threshold, "triggered": triggered,
+                  "repair_steps": steps if triggered else 0}
         if triggered:
             self.triggers.append({"domain": ctx.domain, **record})
         self.report["csm"] = {**record, "triggers_so_far": len(self.triggers),

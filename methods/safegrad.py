@@ -1,7 +1,8 @@
 """SafeGrad + LoRA: gradient surgery against a KL alignment gradient, every step."""
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -18,9 +19,12 @@ _KL_FLOOR = 1e-10
 
 
 class SafeGradConfig(MethodConfig):
-    projection: Literal["global", "per_layer"] = Field("global", description="conflict test and projection over all LoRA parameters, or per LoRA layer ([B; A])")
-    add_alignment_gradient: bool = Field(True, description="step on g_u' + g_a (the KL alignment loss is learned) rather than g_u' alone")
-    project: Literal["gradient", "update", "both"] = Field("both", description="surgery on the gradient, on the update after AdamW, or both")
+    projection: Literal["global", "per_layer"] = Field(
+        "global", description="conflict test and projection over all LoRA parameters, or per LoRA layer ([B; A])")
+    add_alignment_gradient: bool = Field(True, description="step on g_u' + g_a (the KL alignment loss is learned) "
+                                         "rather than g_u' alone")
+    project: Literal["gradient", "update", "both"] = Field("gradient", description="surgery on the gradient (the paper), "
+                                                           "on the update after AdamW, or both (ours)")
     alignment_batch_size: int = Field(4, gt=0, description="calibration examples per alignment batch")
     alignment_examples: int = Field(200, gt=0, description="calibration examples the alignment batches are drawn from")
     harmful_share: float = Field(0.5, ge=0, le=1, description="share of harmful->refusal among them (rest benign->helpful)")
@@ -46,9 +50,10 @@ def surgery(vectors: Mapping[str, torch.Tensor], reference: Mapping[str, torch.T
 class SafeGrad(Method):
     """SafeGrad + LoRA: every step, g_a = grad of KL(p_ref || p_theta) on a small calibration batch
     (p_ref = the model with the adapter disabled); if g_u . g_a < 0, g_u <- g_u - (g_u . g_a / ||g_a||^2) g_a,
-    and the step uses g_u' + g_a (add_alignment_gradient). The parameter update after AdamW gets the same
-    surgery (an update u conflicts when u . g_a > 0), since Adam's scaling can undo a gradient projection.
-    p_ref is the aligned model at every domain, as in the paper: SafeGrad keeps one persistent adapter
+    and the step uses g_u' + g_a (add_alignment_gradient), so the optimizer descends the KL. The paper's
+    surgery is on the gradient only (``project: gradient``); ``update`` or ``both`` (ours) also give the
+    update after AdamW the same surgery (u conflicts when u . g_a > 0), since Adam's scaling can undo a
+    gradient projection. p_ref is the aligned model at every domain, as in the paper: SafeGrad keeps one persistent adapter
     across the sequence, so disabling it gives the aligned weights exactly (no second model copy).
     """
 
@@ -117,4 +122,4 @@ class SafeGrad(Method):
             if float(kl.detach()) <= _KL_FLOOR:
                 return {n: torch.zeros_like(p) for n, p in params.items()}
             grads = torch.autograd.grad(kl, list(params.values()), allow_unused=True)
-        return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
+        return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads, strict=True)}

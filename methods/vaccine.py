@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -20,8 +21,10 @@ ALIGNMENT = "vaccine_alignment"
 class VaccineConfig(MethodConfig):
     """Defaults: git-disl/Vaccine's alignment run (script/alignment/Vaccine.sh, train.py)."""
 
-    rho: float = Field(2.0, ge=0, description="perturbation size: epsilon_l = rho * g_l / ||g|| (norm over all attention outputs)")
-    examples: int = Field(2000, gt=0, description="calibration examples the alignment stage trains on (original: 2,000 BeaverTails safe pairs)")
+    rho: float = Field(2.0, ge=0, description="perturbation size: epsilon_l = rho * g_l / ||g|| "
+                       "(norm over all attention outputs)")
+    examples: int = Field(2000, gt=0, description="calibration examples the alignment stage trains on "
+                          "(original: 2,000 BeaverTails safe pairs)")
     harmful_share: float = Field(1.0, ge=0, le=1, description="share of harmful->refusal among them (rest benign->helpful)")
     epochs: float = Field(50.0, gt=0, description="alignment epochs over those examples")
     batch_size: int = Field(5, gt=0, description="alignment batch size (one micro-batch per step)")
@@ -63,7 +66,7 @@ def attention_perturbations(model: torch.nn.Module, modules: Sequence[torch.nn.M
         for handle in handles:
             handle.remove()
     grads = torch.autograd.grad(loss, outputs, allow_unused=True)
-    grads = [torch.zeros_like(o) if g is None else g for o, g in zip(outputs, grads)]
+    grads = [torch.zeros_like(o) if g is None else g for o, g in zip(outputs, grads, strict=True)]
     norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
     return [rho * g / norm.clamp(min=1e-12) for g in grads]
 
@@ -72,7 +75,7 @@ def attention_perturbations(model: torch.nn.Module, modules: Sequence[torch.nn.M
 def perturbed(modules: Sequence[torch.nn.Module], perturbations: Sequence[torch.Tensor]) -> Iterator[None]:
     """Pass 2: every attention block's output shifted by its (constant) epsilon."""
     handles = [m.register_forward_hook(lambda mod, i, out, eps=eps: _with_hidden(out, _hidden(out) + eps))
-               for m, eps in zip(modules, perturbations)]
+               for m, eps in zip(modules, perturbations, strict=True)]
     try:
         yield
     finally:

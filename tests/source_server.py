@@ -48,7 +48,7 @@ class SourceServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "SourceServer":
+    def start(self) -> SourceServer:
         self._thread.start()
         return self
 
@@ -68,8 +68,10 @@ class SourceServer:
             self.files[unquote(parts.path)] = content
         return path
 
-    def add_hub_file(self, repo: str, revision: str, remote: str, content: bytes) -> None:
-        path = self.add(f"https://huggingface.co/datasets/{repo}/resolve/{revision}/{remote}", content)
+    def add_hub_file(self, repo: str, revision: str, remote: str, content: bytes, repo_type: str = "dataset") -> None:
+        """A hub file at ``/datasets/REPO/resolve/REV/FILE`` (a model's: ``/REPO/resolve/REV/FILE``)."""
+        kind = "datasets/" if repo_type == "dataset" else ""
+        path = self.add(f"https://huggingface.co/{kind}{repo}/resolve/{revision}/{remote}", content)
         metadata = {"X-Repo-Commit": revision, "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}
         self.headers[path] = self.headers[path.removeprefix("/huggingface.co")] = metadata
 

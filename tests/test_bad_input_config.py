@@ -64,13 +64,15 @@ SUITE_MISTAKES = {
                         ["'training.betas.0' = nan", "finite number", "'training.betas.1' = 7", "less than 1"]),
     "cap-zero": (BASE + "eval: {caps: {harmbench: 0}}\n", ["'eval.caps.harmbench' = 0", "greater than 0"]),
     "cap-negative": (BASE + "eval: {caps: {bbq: -1}}\n", ["'eval.caps.bbq' = -1", "greater than 0"]),
-    "cap-misspelled-benchmark": (BASE + "eval: {caps: {harmbnch: 5}}\n", ["'eval.caps.harmbnch'", "unknown benchmark 'harmbnch'", "harmbench"]),
+    "cap-misspelled-benchmark": (BASE + "eval: {caps: {harmbnch: 5}}\n",
+                                 ["'eval.caps.harmbnch'", "unknown benchmark 'harmbnch'", "harmbench"]),
     "seed-huge": (BASE + "seeds: [100000000000000000000000000000]\n", ["'seeds.0'", "less than or equal to 2147483647"]),
     "seed-float": (BASE + "seeds: [1.0e+29]\n", ["'seeds.0' = 1e+29", "valid integer"]),
     "seed-negative": (BASE + "seeds: [-1]\n", ["'seeds.0' = -1", "greater than or equal to 0"]),
     "seed-quoted": (BASE + "seeds: ['3']\n", ["'seeds.0' = '3'", "valid integer"]),
     "max-steps-boolean": (BASE + "training: {max_steps: true}\n", ["'training.max_steps' = True", "valid integer"]),
-    "max-new-tokens-huge": (BASE + "eval: {max_new_tokens: 100000000}\n", ["'eval.max_new_tokens'", "less than or equal to 8192"]),
+    "max-new-tokens-huge": (BASE + "eval: {max_new_tokens: 100000000}\n",
+                            ["'eval.max_new_tokens'", "less than or equal to 8192"]),
     "threads-per-run-huge": (BASE + "threads_per_run: 100000\n", ["'threads_per_run'", "less than or equal to 256"]),
     "lora-r-huge": (BASE + "training: {lora: {r: 1000000}}\n", ["'training.lora.r'", "less than or equal to 1024"]),
     "max-seq-len-huge": (BASE + "training: {max_seq_len: 10000000}\n", ["'training.max_seq_len'", "less than or equal to 32768"]),
@@ -129,7 +131,8 @@ def test_numbers_in_exponent_form_are_numbers(tmp_path: Path) -> None:
 
 # ---- --set ----------------------------------------------------------------------------------------
 SET_MISTAKES = {
-    "set-unclosed-bracket": ("training.max_steps=[1", ["--set training.max_steps: the value '[1'", "'[' opened here is never closed"]),
+    "set-unclosed-bracket": ("training.max_steps=[1",
+                             ["--set training.max_steps: the value '[1'", "'[' opened here is never closed"]),
     "set-yaml-tag": ("training.max_steps=!!python/object:os.system x", ["--set training.max_steps", "remove the tag"]),
     "set-empty-value": ("training.max_steps=", ["no value after '='", "training.max_steps=null"]),
     "set-no-equals": ("training.max_steps", ["expected KEY=VALUE"]),
@@ -163,7 +166,8 @@ def test_set_null_is_the_explicit_way_to_unset(capsys: pytest.CaptureFixture[str
 
 # ---- user method modules ----------------------------------------------------------------------
 METHOD_MODULES = {
-    "method-module-raises": ("raise RuntimeError('no GPU here')\n", ["raised RuntimeError: no GPU here", 'python -c "import {module}"']),
+    "method-module-raises": ("raise RuntimeError('no GPU here')\n",
+                             ["raised RuntimeError: no GPU here", 'python -c "import {module}"']),
     "method-module-syntax-error": ("def broken(:\n", ["SyntaxError", "{module}.py, line 1", "correct that line"]),
     "method-module-exits-0": ("import sys\nsys.exit(0)\n", ["called sys.exit(0)", "__main__"]),
     "method-module-exits-3": ("raise SystemExit(3)\n", ["called sys.exit(3)"]),
@@ -229,7 +233,8 @@ def test_address_with_nothing_listening_fails_fast_and_writes_nothing(
     assert not (tmp_path / "r").exists()
 
 
-def test_address_that_is_not_an_address(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_address_that_is_not_an_address(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     code, err = erosion(capsys, "run", str(TINY), "--results", str(tmp_path / "r"), "--address", "headnode")
     assert_one_paragraph(code, err, "--address 'headnode'", "expected ray://HOST:PORT")

@@ -67,7 +67,8 @@ RUN_JSON_DAMAGE = {
     "run-json-a-string": (lambda p: "done", ["holds a str, not the mapping of a run"]),
     "run-json-missing-key": (lambda p: {k: v for k, v in p.items() if k != "seed"}, ["key 'seed' is missing"]),
     "run-json-wrong-type": (lambda p: {**p, "seed": "0"}, ["key 'seed' = '0' should be int"]),
-    "run-json-unknown-status": (lambda p: {**p, "status": "queued"}, ["key 'status' = 'queued' is not one of running, done, failed"]),
+    "run-json-unknown-status": (lambda p: {**p, "status": "queued"},
+                                ["key 'status' = 'queued' is not one of running, done, failed"]),
     "run-json-infinite-time": (lambda p: {**p, "wall_time_s": float("inf")}, ["key 'wall_time_s' = inf is not a finite number"]),
     "run-json-empty-ordering": (lambda p: {**p, "ordering": []}, ["key 'ordering' should be a non-empty list"]),
     "run-json-version-not-text": (lambda p: {**p, "versions": {"torch": 2.13}}, ["key 'versions' should map library names"]),
@@ -87,7 +88,8 @@ def test_damaged_run_json(name: str, results: tuple[Path, str], capsys: pytest.C
     assert snapshot(root) == before
 
 
-def test_run_json_with_a_newer_versions_extra_field_is_read(results: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_json_with_a_newer_versions_extra_field_is_read(results: tuple[Path, str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     root, run_id = results
     edit_json(run_json(root, run_id), lambda p: {**p, "gpu_hours": 1.5, "queue": {"name": "a"}})
     code, out, err = erosion(capsys, "leaderboard", str(root), "--out", str(root.parent / "lb"))
@@ -99,7 +101,8 @@ def test_run_json_with_a_newer_versions_extra_field_is_read(results: tuple[Path,
 STEP_DAMAGE = {
     "step-file-a-list": (lambda p: [p], "holds a list, not the mapping of a step"),
     "step-records-not-a-list": (lambda p: {**p, "records": {"a": 1}}, "key 'records' is missing or not a list"),
-    "record-without-benchmark": (lambda p: {**p, "records": [{k: v for k, v in r.items() if k != "benchmark"} for r in p["records"]]},
+    "record-without-benchmark": (lambda p: {**p, "records": [{k: v for k, v in r.items() if k != "benchmark"}
+                                                             for r in p["records"]]},
                                  "records[0] has no key 'benchmark'"),
     "record-value-a-string": (lambda p: {**p, "records": [{**r, "value": "high"} for r in p["records"]]},
                               "records[0].value = 'high' should be int or float or NoneType"),
@@ -121,7 +124,8 @@ def test_damaged_step_file_reads_as_missing(name: str, results: tuple[Path, str]
     assert run["steps_done"] == 2 and run["final"] is None
 
 
-def test_spectrum_events_and_reports_of_the_wrong_shape_are_left_out(results: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_spectrum_events_and_reports_of_the_wrong_shape_are_left_out(results: tuple[Path, str],
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     root, run_id = results
     edit_json(root / "runs" / run_id / "step-1.json", lambda p: {
         **p, "events": 7, "wall_time_s": "slow",
@@ -142,7 +146,8 @@ def test_spectrum_events_and_reports_of_the_wrong_shape_are_left_out(results: tu
     ({"schema": "1"}, ["key 'schema' is missing or not an integer"]),
     (["schema", 1], ["key 'schema' is missing or not an integer"]),
 ], ids=["schema-newer", "schema-older", "schema-not-an-integer", "marker-not-a-mapping"])
-def test_marker_of_another_schema(marker: object, needles: list[str], results: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_marker_of_another_schema(marker: object, needles: list[str], results: tuple[Path, str],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = results
     (root / MARKER).write_text(json.dumps(marker))
     before = snapshot(root)

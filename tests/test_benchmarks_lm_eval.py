@@ -119,7 +119,7 @@ def test_bbq_biased_and_unknown_answers_match_lm_eval():
 
     utils = _lm_eval_bbq_utils()
     rows = items_in_order()
-    for row, doc in zip(rows, utils.process_docs(_Docs(rows))):
+    for row, doc in zip(rows, utils.process_docs(_Docs(rows)), strict=True):
         assert biased_answers(row) == [k for k in range(3) if row[f"ans{k}"] in doc["biased_answers"]]
         assert [is_unknown(row, k) for k in range(3)] == [row[f"ans{k}"] in utils.UNKNOWN_RESPONSES for k in range(3)]
 
@@ -132,7 +132,8 @@ def test_bbq_scoring_matches_lm_eval_on_its_choice_set(tiny_lm, lm_eval_model, t
 
     n = 16
     rows = items_in_order()[:n]
-    out = run_builtin(lm_eval_model, [builtin_config("bbq/bbq_multiple_choice.yaml", {"test": write_jsonl(tmp_path / "bbq.jsonl", rows)})], n)
+    config = builtin_config("bbq/bbq_multiple_choice.yaml", {"test": write_jsonl(tmp_path / "bbq.jsonl", rows)})
+    out = run_builtin(lm_eval_model, [config], n)
     theirs = out["results"]["bbq"]
 
     utils = _lm_eval_bbq_utils()
@@ -140,10 +141,12 @@ def test_bbq_scoring_matches_lm_eval_on_its_choice_set(tiny_lm, lm_eval_model, t
     items = []
     for doc in docs:
         choices = utils.doc_to_choice(doc)
-        lls = [ll for ll, _ in tiny_lm.loglikelihood([(f"{doc['context']}\n\nQ: {doc['question']}\nA:", f" {c}") for c in choices])]
+        requests = [(f"{doc['context']}\n\nQ: {doc['question']}\nA:", f" {c}") for c in choices]
+        lls = [ll for ll, _ in tiny_lm.loglikelihood(requests)]
         pred = max(range(len(lls)), key=lambda k: lls[k])
         items.append({"context_condition": doc["context_condition"], "correct": pred in utils.doc_to_targets(doc),
-                      "pred_unknown": choices[pred] in utils.UNKNOWN_RESPONSES, "pred_biased": pred in utils.doc_to_biased_answer(doc)})
+                      "pred_unknown": choices[pred] in utils.UNKNOWN_RESPONSES,
+                      "pred_biased": pred in utils.doc_to_biased_answer(doc)})
     ours = bbq_scores(items)
     assert ours["acc_ambig"] == pytest.approx(100 * theirs["accuracy_amb,none"])
     assert ours["acc_disambig"] == pytest.approx(100 * theirs["accuracy_disamb,none"])

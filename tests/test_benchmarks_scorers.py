@@ -222,4 +222,5 @@ def test_task_utils_is_standalone():
     spec = importlib.util.spec_from_file_location("standalone_utils", lm_eval_bridge.TASKS_DIR / "utils.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.process_results_mc2({"mc2_labels": [1, 0]}, [(math.log(0.3), False), (math.log(0.1), False)])["mc2"] == pytest.approx(0.75)
+    scored = module.process_results_mc2({"mc2_labels": [1, 0]}, [(math.log(0.3), False), (math.log(0.1), False)])
+    assert scored["mc2"] == pytest.approx(0.75)

@@ -33,7 +33,7 @@ def test_uniform_model_by_hand(zeroed) -> None:
 def test_uniform_model_equals_the_zero_weight_model(zeroed) -> None:
     real, uniform = zeroed
     requests = [("The capital of France is", " Paris"), ("Q: 2+2?\nA:", " four, obviously"), ("x", " y")]
-    for (a, greedy_a), (b, greedy_b) in zip(real.loglikelihood(requests), uniform.loglikelihood(requests)):
+    for (a, greedy_a), (b, greedy_b) in zip(real.loglikelihood(requests), uniform.loglikelihood(requests), strict=True):
         assert a == pytest.approx(b, rel=1e-5) and greedy_a == greedy_b
     prompts = [real.chat_prompt("Hello"), real.chat_prompt("Tell me a story")]
     assert real.generate(prompts, 6) == uniform.generate(prompts, 6)

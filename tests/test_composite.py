@@ -36,9 +36,11 @@ def item(condition: str, correct: bool, unknown: bool, biased: bool) -> dict:
 
 def test_bbq_bias_scores_on_hand_made_counts() -> None:
     # Ambiguous: 10 items, 4 correct (answered unknown), 6 non-unknown of which 5 biased.
-    ambig = [item("ambig", True, True, False)] * 4 + [item("ambig", False, False, True)] * 5 + [item("ambig", False, False, False)]
+    ambig = ([item("ambig", True, True, False)] * 4 + [item("ambig", False, False, True)] * 5
+             + [item("ambig", False, False, False)])
     # Disambiguated: 4 items, all non-unknown, 3 biased, 2 correct.
-    disambig = [item("disambig", True, False, True)] * 2 + [item("disambig", False, False, True)] + [item("disambig", False, False, False)]
+    disambig = ([item("disambig", True, False, True)] * 2 + [item("disambig", False, False, True)]
+                + [item("disambig", False, False, False)])
     scores = bbq_scores(ambig + disambig)
     s_dis_amb = 2 * 5 / 6 - 1  # 0.6667
     assert scores["acc_ambig"] == pytest.approx(40.0)

@@ -1,6 +1,7 @@
 """Suite YAML loading: includes, orderings, and one clear error per kind of mistake."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,24 @@ def test_scale_preset_method_defaults_reach_only_the_methods_a_suite_runs(tmp_pa
     alone = tmp_path / "alone.yaml"
     alone.write_text("name: y\ninclude: scale-micro\ndomains: [medical]\nmethods: [standard_lora]\n")
     assert load_suite(alone).method_configs == {}
+
+
+def test_variant_rows_run_a_method_twice_under_two_configs(tmp_path) -> None:
+    """``name[field=value, ...]`` is a method entry of its own: the scale's defaults of ``name``, then the
+    label's fields, make its stored method_config; the label is the run's method (its row)."""
+    from methods import build_method
+
+    variant = "safeanchor[alpha_traces=relative, lam=2.5e-1]"
+    text = f"name: x\ninclude: scale-micro\ndomains: [medical]\nmethods: [safeanchor, '{variant}']\n"
+    loaded = load_suite(write(tmp_path, text))
+    assert loaded.methods == ["safeanchor", variant]
+    assert loaded.method_configs[variant] == {**loaded.method_configs["safeanchor"], "alpha_traces": "relative", "lam": 0.25}
+    ours = build_method(variant, loaded.method_configs[variant])
+    paper = build_method("safeanchor", loaded.method_configs["safeanchor"])
+    assert (ours.config.alpha_traces, ours.config.lam, ours.config.calibration_size) == ("relative", 0.25, 200)
+    assert (paper.config.alpha_traces, paper.config.lam) == ("raw", 0.5)
+    assert build_method("safeanchor[lam=0.25]", {"lam": 0.75}).config.lam == 0.25  # the label wins
+    for bad, message in (("safeanchor[lam]", "not one new field=value"), ("safeanchor[lam=-1]", "'lam' = -1"),
+                         ("safeanchor[lam=1", "not of the form"), ("nosuch[lam=1]", "nosuch")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_suite(write(tmp_path, f"name: x\ndomains: [medical]\nmethods: ['{bad}']\n"))

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = yaml.safe_load((REPO / "sequences" / "micro.yaml").read_text())
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=12))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=6)
+values = st.recursive(
+    scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6)
 paths = st.sampled_from([
     ("name",), ("domains",), ("methods",), ("seeds",), ("benchmarks",), ("orderings",), ("model",), ("include",),
     ("training",), ("training", "lr"), ("training", "max_steps"), ("training", "lora"), ("training", "lora", "r"),

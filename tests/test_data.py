@@ -33,7 +33,7 @@ def test_no_evaluation_prompt_in_any_training_set() -> None:
     held_out = eval_keys()
     calibration = calibration_set(0)
     training = list(calibration.harmful) + list(calibration.benign)
-    for name, domain in DOMAINS.items():
+    for domain in DOMAINS.values():
         training += domain.build()
     overlap = [e.prompt[:60] for e in training if prompt_key(e.prompt) in held_out]
     assert len(training) > 20000

@@ -16,7 +16,7 @@ from benchmarks.mmlu import COLUMNS
 from harness.core.data import FetchOptions, read_csv, read_json, read_jsonl
 from harness.core.errors import DataError
 from harness.core.prefetch import prefetch
-from harness.core.releases import RELEASES, medqa_jsonl, wildguardtest_json
+from harness.core.releases import RELEASES, load_release, medqa_jsonl, wildguardtest_json
 from tests.source_server import SourceServer
 
 MMLU = RELEASES["mmlu-release"]
@@ -46,7 +46,8 @@ def mmlu_row(subject: str, question: str, answer: int) -> dict:
 
 def serve_mmlu(hub: SourceServer) -> dict[str, bytes]:
     splits = {
-        "test": [mmlu_row("anatomy", "Bone, in the arm?", 2), mmlu_row("virology", "A virus", 0), mmlu_row("anatomy", "Heart", 3)],
+        "test": [mmlu_row("anatomy", "Bone, in the arm?", 2), mmlu_row("virology", "A virus", 0),
+                 mmlu_row("anatomy", "Heart", 3)],
         "validation": [mmlu_row("anatomy", "Val q", 1)],
         "dev": [mmlu_row("virology", "Dev q", 0)],
     }
@@ -123,8 +124,10 @@ def test_beavertails_release_through_the_base_url_keeps_responses_and_is_safe(hu
     assert prefetch(["beavertails-release"], None, tmp_path, options=options) == ["beavertails-release"]
     rows = read_json(tmp_path / "beavertails-release" / "beavertails_30k.json")
     assert rows == [
-        {"text": "p1", "label": "harmful", "source": "beavertails", "category": "{'self_harm': True}", "response": "r1", "is_safe": False},
-        {"text": "p2", "label": "safe", "source": "beavertails", "category": "{'self_harm': False}", "response": "r2", "is_safe": True},
+        {"text": "p1", "label": "harmful", "source": "beavertails", "category": "{'self_harm': True}", "response": "r1",
+         "is_safe": False},
+        {"text": "p2", "label": "safe", "source": "beavertails", "category": "{'self_harm': False}", "response": "r2",
+         "is_safe": True},
     ]
 
 
@@ -203,3 +206,60 @@ def test_a_github_release_is_copied_as_is_and_its_pinned_files_are_checked(hub, 
     with pytest.raises(DataError, match="Religion.jsonl: sha256 mismatch"):
         prefetch(["bbq-full"], None, tmp_path / "again", options=options)
     assert not (tmp_path / "again" / "bbq-full").exists()
+
+
+# ---- datasets.load_dataset at the pinned commit, against the loopback hub ----------------------------------
+def serve_hub_listing(hub: SourceServer, repo: str, revision: str, served: dict[str, bytes]) -> None:
+    """The hub API answers datasets needs beside the files: the repo at a revision and each folder's tree."""
+    info = {"id": repo, "sha": revision, "private": False, "gated": False, "disabled": False, "tags": [], "cardData": {},
+            "siblings": [{"rfilename": remote} for remote in served]}
+    hub.files[f"/api/datasets/{repo}/revision/{revision}"] = json.dumps(info).encode()
+    folders: dict[str, list[dict]] = {}
+    for remote, content in served.items():
+        parent, _, _ = remote.rpartition("/")
+        folders.setdefault(parent, []).append({"type": "file", "path": remote, "size": len(content), "oid": "0" * 40})
+        if parent:
+            folders.setdefault("", []).append({"type": "directory", "path": parent, "oid": "1" * 40})
+    for folder, entries in folders.items():
+        hub.files[f"/api/datasets/{repo}/tree/{revision}" + (f"/{folder}" if folder else "")] = json.dumps(entries).encode()
+
+
+@pytest.fixture
+def datasets_hub(hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The loopback hub as datasets' and huggingface_hub's endpoint (both read it when imported), with
+    a hub cache of this test's own (so every file is asked of the server, and ~/.cache stays untouched)."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(constants, "ENDPOINT", hub.base_url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.base_url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", hub.base_url)
+    monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", hub.base_url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    return hub
+
+
+def test_load_release_reads_the_pinned_commit_through_datasets(datasets_hub, tmp_path) -> None:
+    served = serve_mmlu(datasets_hub)
+    remotes = {f"all/{split}-00000-of-00001.parquet": content for split, content in served.items()}
+    serve_hub_listing(datasets_hub, "cais/mmlu", MMLU.source.revision, remotes)
+    tables = load_release(MMLU, tmp_path / "cache")
+    assert sorted(tables) == ["dev", "test", "validation"]
+    assert [(r["subject"], r["question"], r["answer"]) for r in tables["test"]] == [
+        ("anatomy", "Bone, in the arm?", 2), ("virology", "A virus", 0), ("anatomy", "Heart", 3)]
+    assert tables["validation"][0]["choices"] == ["Val q w", "x", "y, z", 'say "q"']
+    # Every file was fetched at the pinned commit, and the tables are cached as Arrow.
+    resolved = [path for method, path, _ in datasets_hub.requests
+                if method == "GET" and "/resolve/" in path and path.endswith(".parquet")]
+    assert resolved and all(f"/resolve/{MMLU.source.revision}/" in path for path in resolved)
+    assert list((tmp_path / "cache").rglob("*.arrow"))
+
+
+def test_load_release_refuses_what_is_not_one_table_per_hub_file(tmp_path) -> None:
+    with pytest.raises(DataError, match="erosion prefetch --only bbq-full"):
+        load_release(RELEASES["bbq-full"], tmp_path)  # GitHub, not the hub
+    with pytest.raises(DataError, match="erosion prefetch --only legalbench-release"):
+        load_release(RELEASES["legalbench-release"], tmp_path)  # hundreds of TSVs of different columns
+    with pytest.raises(DataError, match="HF_HUB_OFFLINE=0"):
+        load_release(MMLU, tmp_path)  # the suite runs offline

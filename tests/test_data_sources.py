@@ -17,7 +17,8 @@ from tests.source_server import SourceServer, serve_mirror
 
 XSTEST = RAW_DATASETS["xstest"]
 XSTEST_URL = XSTEST.source_for("xstest_prompts.csv").url("xstest_prompts.csv")
-XSTEST_PATH = "/raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/xstest_prompts.csv"
+XSTEST_PATH = ("/raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/"
+               "xstest_prompts.csv")
 TRUTHFULQA_URL = RAW_DATASETS["truthfulqa"].source_for("validation.json").url("validation.json")
 
 

@@ -30,7 +30,8 @@ def test_a_final_only_benchmark_is_skipped_between_the_first_and_last_step(tiny_
     store = ResultStore(tmp_path / "results")
     run = Run(suite, tiny_world, "standard_lora", suite.domains, 0, store)
     assert run.execute().status == "done"
-    assert benchmarks_by_step(store) == {0: {"harmbench", "xstest"}, 1: {"harmbench"}, 2: {"harmbench"}, 3: {"harmbench", "xstest"}}
+    assert benchmarks_by_step(store) == {0: {"harmbench", "xstest"}, 1: {"harmbench"}, 2: {"harmbench"},
+                                         3: {"harmbench", "xstest"}}
     items = store.root / "runs" / run.run_id / "items"
     assert sorted(p.name for p in (items / "step-2").iterdir()) == ["harmbench.jsonl"]
     assert run.is_done()

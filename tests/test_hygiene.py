@@ -19,7 +19,8 @@ def test_suite_leaves_no_temporary_files(tmp_path: Path, tiny_world) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     cmd = [sys.executable, "-m", "harness.cli", "run", str(TINY), "--results", str(tmp_path / "r"), "--executor", "local"]
-    result = subprocess.run(cmd, cwd=REPO, env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=REPO, env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in scratch.iterdir()) == []
     leftovers = [p for p in (tmp_path / "r").rglob("*") if p.name.endswith((".tmp", ".partial"))]

@@ -175,14 +175,13 @@ def test_fisher_table_equals_step_extras(rendered: tuple[Path, dict[str, Path]])
 def test_fisher_curves_are_shares_of_the_trace() -> None:
     """Eigenvalues 4, 3, 2, 1 of a Fisher with tr(F) = 20: the top k hold 20%, 35%, 45%, 50% of it,
     the share k90 counts against; only without a logged trace is the top-k sum the normaliser."""
-    from leaderboard.aggregate import Spectrum
     from leaderboard.plots import cumulative_mass
 
-    spectrum = Spectrum([1.0, 4.0, 2.0, 3.0], trace=20.0, k90=9.0)
-    assert cumulative_mass([spectrum], by_trace=True) == pytest.approx([0.2, 0.35, 0.45, 0.5])
-    assert cumulative_mass([spectrum], by_trace=False) == pytest.approx([0.4, 0.7, 0.9, 1.0])
-    other = Spectrum([10.0, 10.0, 5.0], trace=50.0, k90=3.0)  # cut to the common length 3, then averaged
-    assert cumulative_mass([spectrum, other], by_trace=True) == pytest.approx([0.2, 0.375, 0.475])
+    four = [1.0, 4.0, 2.0, 3.0]
+    assert cumulative_mass([four], [20.0], by_trace=True) == pytest.approx([0.2, 0.35, 0.45, 0.5])
+    assert cumulative_mass([four], [20.0], by_trace=False) == pytest.approx([0.4, 0.7, 0.9, 1.0])
+    # Cut to the common length 3, then averaged (the second spectrum has tr(F) = 50).
+    assert cumulative_mass([four, [10.0, 10.0, 5.0]], [20.0, 50.0], by_trace=True) == pytest.approx([0.2, 0.375, 0.475])
 
 
 def test_fisher_plot_uses_the_logged_trace(rendered: tuple[Path, dict[str, Path]]) -> None:
@@ -228,7 +227,9 @@ def test_html_is_self_contained(rendered: tuple[Path, dict[str, Path]]) -> None:
     _, paths = rendered
     page = paths["html"].read_text()
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert sources and all(s.startswith("data:") for s in sources)
+    # Everything is embedded; the one link is to the sample viewer, written beside the page.
+    assert sources and all(s.startswith("data:") or s == paths["samples"].name for s in sources)
+    assert paths["samples"].parent == paths["html"].parent and paths["samples"].name in sources
     assert len(re.findall(r'<img src="data:image/png;base64,', page)) == sum(k.startswith("plot:") for k in paths)
     assert "provenance" in page and "harmbench refusal" in page and "transformers 5.23.0" in page
 

@@ -1,7 +1,8 @@
 """The HTML leaderboard in a real headless Chromium, opened from disk: the headline figure loads
 first, the compact main table (one row per method plus the starting model) marks significant
 differences and fits the screen, the full table is one click away, header clicks re-sort, every
-plot decodes, and the console stays clean.
+plot decodes, and the console stays clean. The sample viewer beside it (samples.html) filters
+generations and puts two methods side by side.
 
 Needs the Debian package ``chromium`` (/usr/bin/chromium) and ``pip install playwright==1.65.2``;
 Playwright drives the system browser, so no ``playwright install`` download is needed.
@@ -17,7 +18,7 @@ import pytest
 from leaderboard import render
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -29,21 +30,32 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Page, list[str], int]]:
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module (Playwright's sync API allows one running instance)."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()
+
+
+def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    """A tab on ``url`` and the list the console errors, page errors and failed requests go to."""
+    errors: list[str] = []
+    tab = browser.new_page()
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    tab.goto(url)
+    return tab, errors
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> tuple[Page, list[str], int]:
     """The rendered fixture page, the console errors seen on it, and the number of plots."""
     root = tmp_path_factory.mktemp("browser") / "results"
     fx.build_results(root)
     paths = render(root)
-    errors: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        tab = browser.new_page()
-        tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
-        tab.goto(paths["html"].as_uri())
-        yield tab, errors, sum(key.startswith("plot:") for key in paths)
-        browser.close()
+    return *open_tab(browser, paths["html"].as_uri()), sum(key.startswith("plot:") for key in paths)
 
 
 def first_column(table: Locator) -> list[str]:
@@ -141,3 +153,55 @@ def test_run_metadata_is_a_table(page: tuple[Page, list[str], int]) -> None:
     labels = tab.locator("table.meta th").all_inner_texts()
     assert "Generated" in labels and "Versions" in labels
     assert "{" not in tab.locator("body").inner_text()  # no raw JSON dict anywhere (model report included)
+
+
+# --- the sample viewer (samples.html beside the page), on the golden folder, which stores items -----------
+GOLDEN_RESULTS = Path(__file__).resolve().parent / "golden" / "results"
+
+
+@pytest.fixture(scope="module")
+def viewer(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> tuple[Page, list[str]]:
+    """The sample viewer of the golden results, opened from disk by following the page's link."""
+    paths = render(GOLDEN_RESULTS, tmp_path_factory.mktemp("viewer"))
+    tab, errors = open_tab(browser, paths["html"].as_uri())
+    tab.locator("a", has_text="sample viewer").click()
+    tab.wait_for_selector("#samples-body tr")
+    return tab, errors
+
+
+def listed(tab: Page, column: int) -> list[str]:
+    return tab.locator(f"#samples-body tr td:nth-child({column})").all_inner_texts()
+
+
+def test_viewer_filters_standard_lora_after_code_to_its_non_refusals(viewer: tuple[Page, list[str]]) -> None:
+    """By hand (tests/golden/make_results.py): seed 0 stores four HarmBench generations per step; after
+    code, Standard LoRA looped on hb-0 and complied with hb-1, hb-2 in medical>legal>code (step 3) and
+    complied with hb-0 in code>legal>medical (step 1): four non-refusals."""
+    tab, errors = viewer
+    assert tab.locator("#samples-count").inner_text() == "96 of 96 generations"
+    tab.select_option("#filter-method", "standard_lora")
+    tab.select_option("#filter-step", "after code")
+    assert len(listed(tab, 1)) == 8 and set(listed(tab, 1)) == {"standard_lora"}
+    tab.select_option("#filter-verdict", "not refusal")
+    assert sorted(zip(listed(tab, 4), listed(tab, 6), listed(tab, 9))) == [
+        ("1 · after code", "hb-0", "compliance"), ("3 · after code", "hb-0", "degenerate"),
+        ("3 · after code", "hb-1", "compliance"), ("3 · after code", "hb-2", "compliance")]
+    assert "lock lock lock" in listed(tab, 8)[listed(tab, 9).index("degenerate")]
+    assert set(listed(tab, 10)) == {"", "loop"} and errors == []
+
+
+def test_viewer_puts_two_methods_side_by_side_on_the_same_items(viewer: tuple[Page, list[str]]) -> None:
+    tab, errors = viewer
+    tab.select_option("#filter-method", "")
+    tab.select_option("#filter-step", "after code")
+    tab.select_option("#filter-verdict", "")
+    tab.select_option("#compare-a", "standard_lora")
+    tab.select_option("#compare-b", "safeanchor")
+    rows = tab.locator("#compare-body tr")
+    assert rows.count() == 8  # four items in each ordering, seed 0
+    first = rows.first.locator("td").all_inner_texts()
+    # medical>legal>code after code is step 3: Standard LoRA loops on hb-0, safeanchor complies.
+    texts = [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
+    hb0 = next(r for r in texts if r[2].startswith("3") and r[4] == "hb-0")
+    assert (hb0[7], hb0[9]) == ("degenerate", "compliance") and hb0[6].startswith("lock") and hb0[8].startswith("Sure")
+    assert len(first) == 10 and errors == []

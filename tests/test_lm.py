@@ -23,7 +23,7 @@ def direct_loglik(lm: ChatLM, context: str, continuation: str) -> float:
 def test_batched_loglikelihood_equals_definition(tiny_lm: ChatLM) -> None:
     tiny_lm.batch_size = 4
     batched = [ll for ll, _ in tiny_lm.loglikelihood(REQUESTS)]
-    for (context, continuation), got in zip(REQUESTS, batched):
+    for (context, continuation), got in zip(REQUESTS, batched, strict=True):
         assert abs(got - direct_loglik(tiny_lm, context, continuation)) < 1e-3
 
 
@@ -47,7 +47,7 @@ def test_shared_prefix_is_cached_and_exact(tiny_lm: ChatLM) -> None:
     encoded = [(tiny_lm.encode(c) + tiny_lm.encode(x), len(tiny_lm.encode(x))) for c, x in requests]
     assert len(shared_prefix(encoded)) >= MIN_CACHED_PREFIX
     tiny_lm.batch_size = 4
-    for (context, continuation), (got, _) in zip(requests, tiny_lm.loglikelihood(requests)):
+    for (context, continuation), (got, _) in zip(requests, tiny_lm.loglikelihood(requests), strict=True):
         assert abs(got - direct_loglik(tiny_lm, context, continuation)) < 1e-3
 
 
@@ -61,7 +61,7 @@ def test_options_sharing_a_context_equal_the_definition(tiny_lm: ChatLM) -> None
     tiny_lm.batch_size = 5
     got = tiny_lm.loglikelihood(requests)
     assert got[-1] == got[0]
-    for (context, continuation), (ll, greedy) in zip(requests, got):
+    for (context, continuation), (ll, greedy) in zip(requests, got, strict=True):
         assert abs(ll - direct_loglik(tiny_lm, context, continuation)) < 1e-3
         ctx, cont = tiny_lm.encode(context), tiny_lm.encode(continuation)
         logits = tiny_lm.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1 : -1]

@@ -10,7 +10,8 @@ from test_methods_support import sgd_step, tiny_context
 
 from benchmarks.judges import Judge, JudgeItem
 from harness.core.errors import ConfigError
-from harness.core.losses import lm_loss
+from harness.core.losses import labelled_logits, lm_loss
+from harness.core.models import load_model
 from methods.adaptive_reg import (
     AdaptiveRegConfig,
     AdaptiveRegularization,
@@ -18,10 +19,28 @@ from methods.adaptive_reg import (
     constraint_weight,
     fit_risk_predictor,
     mean_pool,
+    released_code_weights,
+    task_gradient_scaled,
 )
 from methods.lora_utils import fixed_batches
 
 SMALL = {"predictor_examples": 48, "batch_size": 16}
+
+
+def test_released_code_weights_hand_computed():
+    """w = clamp((s - 2) / 3, 0.1, 0.9) on the harm score s = 1 + 4 r; task weight 1 - w."""
+    assert released_code_weights(1.0) == pytest.approx((0.1, 0.9))  # s = 5: clamped at 0.9
+    assert released_code_weights(0.0) == pytest.approx((0.9, 0.1))  # s = 1: a low-risk batch still gets 0.1
+    assert released_code_weights(0.5) == pytest.approx((2 / 3, 1 / 3))  # s = 3
+    assert AdaptiveRegConfig().weighting == "released_code"
+
+
+def test_task_gradient_is_scaled_only_for_the_wrapped_backward():
+    weight = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    (3 * weight.sum()).backward()  # an earlier micro-batch: gradient (3, 3), kept
+    with task_gradient_scaled({"w": weight}, lambda: 0.1):
+        (weight * torch.tensor([10.0, 20.0])).sum().backward()  # adds (10, 20), scaled to (1, 2)
+    assert weight.grad.tolist() == pytest.approx([4.0, 5.0])
 
 
 def test_constraint_weight_hand_computed():
@@ -77,8 +96,9 @@ def test_harmful_batch_gets_higher_risk_and_stronger_constraint_than_a_domain_ba
     risk_h, term_h = batch_risk_and_term(method, ctx, harmful)
     risk_d, _ = batch_risk_and_term(method, ctx, ctx.domain_examples[:8])
     weight_h, weight_d = method.weights[-2:]
-    assert risk_h > 0.5 > risk_d and weight_h > weight_d
-    assert weight_h == pytest.approx(risk_h) and weight_d == pytest.approx(risk_d)  # beta = 1
+    assert risk_h > 0.5 > risk_d and weight_h > weight_d  # risk: the share of prompts called harmful
+    assert weight_h == pytest.approx(released_code_weights(risk_h)[1])
+    assert weight_d == pytest.approx(released_code_weights(risk_d)[1])
     kl_h = term_h.item() / weight_h
     assert term_h.requires_grad and kl_h > 0
     assert method.domain_report(ctx)["adaptive_reg"]["mean_risk"] == pytest.approx((risk_h + risk_d) / 2)
@@ -90,7 +110,7 @@ def test_reference_kl_is_zero_at_the_reference_and_the_threshold_skips_the_term(
     for reference in ("aligned", "previous"):
         method = AdaptiveRegularization(AdaptiveRegConfig(reference=reference, **SMALL))
         assert abs(method.reference_kl(ctx, batch).item()) < 1e-6  # B = 0: the model is the reference
-    method = AdaptiveRegularization(AdaptiveRegConfig(risk_threshold=1.0, **SMALL))
+    method = AdaptiveRegularization(AdaptiveRegConfig(weighting="linear", risk_threshold=1.0, **SMALL))
     method.batch_risk = 0.9
     assert method.extra_loss(ctx, batch) is None and method.weights == [0.0]
 
@@ -108,7 +128,7 @@ def test_judge_critic_scores_the_batch_by_its_harmful_pairs(tiny_world):
     from harness.core.data import Example
 
     ctx = tiny_context(tiny_world)
-    method = AdaptiveRegularization(AdaptiveRegConfig(risk_source="judge", **SMALL))
+    method = AdaptiveRegularization(AdaptiveRegConfig(risk_source="judge", weighting="linear", **SMALL))
     with pytest.raises(ConfigError, match="harm classifier judge"):
         method.before_domain(ctx)  # the refusal judge cannot call a response harmful
     judge = KeywordHarmJudge()
@@ -121,3 +141,35 @@ def test_judge_critic_scores_the_batch_by_its_harmful_pairs(tiny_world):
     with method.forward_context(ctx, batch):
         pass
     assert method.extra_loss(ctx, batch) is not None and method.weights == [0.5]
+
+
+def test_harmful_batch_trains_its_task_at_the_released_codes_weight(trained):
+    """Under forward_context the task gradient of a batch called harmful is 0.1 of the plain one."""
+    ctx, method = trained
+    batch = next(fixed_batches(ctx.tokenizer, list(ctx.calibration.harmful[-8:]), 8, ctx.settings.max_seq_len))
+    params = ctx.trainable()
+    plain = torch.autograd.grad(lm_loss(ctx.model, batch), list(params.values()))
+    ctx.model.zero_grad(set_to_none=True)  # earlier tests' backward passes accumulated here
+    with method.forward_context(ctx, batch):
+        lm_loss(ctx.model, batch).backward()
+    task_weight = method.batch_weights(method.batch_risk)[0]
+    assert method.batch_risk > 0.5 and task_weight == pytest.approx(1 - released_code_weights(method.batch_risk)[1])
+    assert all(torch.allclose(p.grad, task_weight * g, atol=1e-7) for p, g in zip(params.values(), plain, strict=True))
+    ctx.model.zero_grad(set_to_none=True)
+    method.extra_loss(ctx, batch)  # consumes the batch's risk
+
+
+def test_constraint_is_the_forward_kl_from_the_aligned_model(tiny_world):
+    """KL(pi_ref || pi_theta), not the reverse: by hand from the separately loaded aligned model's
+    logits (the two directions differ by more than the tolerance)."""
+    ctx = tiny_context(tiny_world)
+    sgd_step(ctx, lr=5.0)  # a large step: KL is symmetric to second order, so a small one cannot tell them apart
+    batch = next(fixed_batches(ctx.tokenizer, list(ctx.calibration.harmful[:4]), 4, ctx.settings.max_seq_len))
+    with torch.no_grad():
+        log_ref = torch.log_softmax(labelled_logits(load_model(tiny_world.chat), batch)[0], -1)
+        log_p = torch.log_softmax(labelled_logits(ctx.model, batch)[0], -1)
+    forward = (log_ref.exp() * (log_ref - log_p)).sum(-1).mean()
+    reverse = (log_p.exp() * (log_p - log_ref)).sum(-1).mean()
+    assert abs(forward - reverse) > 1e-2 * forward
+    method = AdaptiveRegularization(AdaptiveRegConfig(**SMALL))
+    assert torch.allclose(method.reference_kl(ctx, batch).detach(), forward, rtol=1e-4)

@@ -34,7 +34,7 @@ def test_penalty_from_small_matrices_matches_the_explicit_one_and_its_gradient()
     assert torch.allclose(ours, theirs, rtol=1e-12)
     grads_ours = torch.autograd.grad(ours, [b, a])
     grads_theirs = torch.autograd.grad(theirs, [b, a])
-    assert all(torch.allclose(x, y, rtol=1e-10) for x, y in zip(grads_ours, grads_theirs))
+    assert all(torch.allclose(x, y, rtol=1e-10) for x, y in zip(grads_ours, grads_theirs, strict=True))
 
 
 def test_method_penalises_the_adapter_with_v_from_base_and_aligned(tiny_world):
@@ -56,7 +56,8 @@ def test_method_penalises_the_adapter_with_v_from_base_and_aligned(tiny_world):
     assert loss.requires_grad and abs(float(loss) - 0.3 * expected) < 1e-5 * max(1.0, expected)
     unscaled = AsFT(AsFTConfig(lam=0.3, lora_scale=False))
     unscaled.before_domain(ctx)
-    assert abs(float(unscaled.extra_loss(ctx, {})) * (ctx.settings.lora.alpha / ctx.settings.lora.r) ** 2 - float(loss)) < 1e-5 * float(loss)
+    scale_squared = (ctx.settings.lora.alpha / ctx.settings.lora.r) ** 2
+    assert abs(float(unscaled.extra_loss(ctx, {})) * scale_squared - float(loss)) < 1e-5 * float(loss)
     method.after_domain(ctx)
     report = method.domain_report(ctx)["asft"]
     assert abs(report["penalty"] - float(loss)) < 1e-6 * float(loss) and set(report["off_basin_share"]) == set(pairs)
@@ -72,7 +73,7 @@ def test_a_gradient_step_on_the_penalty_reduces_the_off_basin_part(tiny_world):
     before = float(method.extra_loss(ctx, {}))
     grads = torch.autograd.grad(method.extra_loss(ctx, {}), list(params.values()), allow_unused=True)
     with torch.no_grad():
-        for p, g in zip(params.values(), grads):
+        for p, g in zip(params.values(), grads, strict=True):
             if g is not None:
                 p -= 1e-3 * g / (g.norm() + 1e-12)
     assert float(method.extra_loss(ctx, {})) < before

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import torch
-from test_methods_support import tiny_context
+from test_methods_support import TINY_SUITE, tiny_context
 
+from harness.orchestration.config import load_suite
 from harness.training import run_block
 from methods.ema import EMA, EMAConfig, ema_step
 from methods.standard_lora import StandardLoRA
@@ -65,3 +66,22 @@ def test_training_itself_is_plain_lora(tiny_world):
         run_block(ctx, method, ctx.domain_examples, 2, "t")
         runs.append({n: p.detach().clone() for n, p in ctx.trainable().items()})
     assert all(torch.allclose(runs[0][n], runs[1][n]) for n in runs[0])
+
+
+def retained_share(decay: float, steps: int) -> float:
+    """Where the average ends on a steadily trained path theta_t = (t / T) D, as a share of D."""
+    method = EMA(EMAConfig(decay=decay))
+    method.live, method.shadow = {"w": torch.zeros((), dtype=torch.float64)}, {"w": torch.zeros((), dtype=torch.float64)}
+    for _ in range(steps):
+        method.transform_update(None, {"w": torch.tensor(1.0 / steps, dtype=torch.float64)})
+    return float(method.shadow["w"])
+
+
+def test_micro_eta_keeps_the_paper_scale_share_of_the_trained_displacement():
+    """eta 0.99 over the paper's 938 steps ends at 89.4 % of D; over 32 steps at 14.9 %; the micro
+    preset's eta ends at the paper's share after the micro preset's 32 steps."""
+    micro = load_suite(TINY_SUITE, {"methods": ["ema"], "training": {"max_steps": 32}})
+    assert EMAConfig().decay == 0.99
+    paper = retained_share(0.99, 938)
+    assert abs(paper - 0.894) < 1e-3 and abs(retained_share(0.99, 32) - 0.149) < 1e-3
+    assert abs(retained_share(micro.method_configs["ema"]["decay"], micro.training.max_steps) - paper) < 1e-3

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from test_methods_support import sgd_step, tiny_context
 
-from methods.ewc import EWC, EWCConfig, diagonal_fisher, ewc_penalty
-from methods.lora_utils import collect_grads, lora_pairs, unflatten_pair
+from methods.ewc import EWC, EWCConfig, ewc_penalty
+from methods.lora_utils import batch_mean_fisher, collect_grads, lora_pairs, unflatten_pair
 
 
 def test_penalty_hand_computed():
@@ -17,9 +17,22 @@ def test_penalty_hand_computed():
     assert EWCConfig().lam == 100.0
 
 
-def test_diagonal_fisher_is_mean_square_of_per_example_gradients():
-    grads = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
-    assert diagonal_fisher(grads).tolist() == [5.0, 2.0]
+def test_fisher_is_the_reference_codes_squared_batch_mean_gradients():
+    """F = 1/N sum over batches of (mean gradient of the batch)^2: with batches of 2, the rows
+    (1, -2), (3, 0) average to (2, -1) and (1, 2), (-1, 0) to (0, 1), so F = ((4, 1) + (0, 1)) / 4."""
+    grads = torch.tensor([[1.0, -2.0], [3.0, 0.0], [1.0, 2.0], [-1.0, 0.0]])
+    assert batch_mean_fisher(grads, 2).tolist() == [1.0, 0.5]
+    assert grads.pow(2).mean(0).tolist() == [3.0, 2.0]  # the per-example estimate: 3x and 4x larger here
+    assert batch_mean_fisher(grads, 1).tolist() == [3.0, 2.0]  # batches of one are the per-example estimate
+    assert EWCConfig().fisher_batch_size == 8
+
+
+def test_penalty_magnitude_hand_computed_from_gradients():
+    """lambda * sum F (theta - theta*)^2 with the reference's Fisher: lambda 100, displacement (0.1, 0.2):
+    100 * (1.0 * 0.01 + 0.5 * 0.04) = 3.0 (the per-example Fisher would give 100 * (0.03 + 0.08) = 11)."""
+    fisher = {"w": batch_mean_fisher(torch.tensor([[1.0, -2.0], [3.0, 0.0], [1.0, 2.0], [-1.0, 0.0]]), 2).float()}
+    penalty = ewc_penalty({"w": torch.tensor([0.1, 0.2])}, {"w": torch.zeros(2)}, fisher, lam=100.0)
+    assert abs(penalty.item() - 3.0) < 1e-5
 
 
 def test_safety_fisher_at_a_fresh_adapter_constrains_b_only(tiny_world):
@@ -31,9 +44,9 @@ def test_safety_fisher_at_a_fresh_adapter_constrains_b_only(tiny_world):
     pair = next(iter(pairs.values()))
     assert method.fisher[pair.a].abs().sum() == 0  # B = 0: every lora_A gradient is zero
     assert method.fisher[pair.b].abs().sum() > 0
-    # The Fisher is the mean squared per-example gradient on the first harmful calibration examples.
+    # One batch of all six examples: F = (gradient of their mean loss)^2 / 6.
     grads = collect_grads(ctx.model, ctx.tokenizer, list(ctx.calibration.harmful[:6]), pairs, 8, ctx.settings.max_seq_len)
-    expected = unflatten_pair(pair, grads[pair.layer].pow(2).mean(0), params)
+    expected = unflatten_pair(pair, grads[pair.layer].mean(0).pow(2) / 6, params)
     assert torch.allclose(method.fisher[pair.b], expected[pair.b])
     # At the anchor the penalty is 0; moving the adapter makes it positive and equal to the formula.
     assert method.extra_loss(ctx, {}).item() == 0.0

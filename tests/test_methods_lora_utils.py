@@ -1,6 +1,7 @@
 """methods/lora_utils.py: pairing, projections, per-example gradients, Fisher subspaces, KL, replay."""
 from __future__ import annotations
 
+import pytest
 import torch
 from test_methods_support import sgd_step, tiny_context
 
@@ -13,6 +14,7 @@ from methods.lora_utils import (
     flatten_pair,
     kl_to_disabled_adapter,
     lora_pairs,
+    merge_bases,
     merge_subspaces,
     per_example_grads,
     remove_component,
@@ -94,6 +96,18 @@ def test_merge_averages_the_two_fishers():
     assert merge_subspaces(empty, empty, 0.9).rank == 0
 
 
+def test_merge_bases_is_the_papers_svd_of_the_two_bases_hand_computed():
+    """[V_old | V_new] with V_old = (e1) and V_new = (e1, e2): S^2 = (2, 1, 0), so rho = 0.9 keeps
+    e1 and e2 (2/3 < 0.9) and rho = 0.6 keeps e1 only; tr(F) is the new estimate's."""
+    eye = torch.eye(3, dtype=torch.float64)
+    old = Subspace(eye[:, :1], torch.tensor([5.0]), 5.0, 0.5)
+    new = Subspace(eye[:, :2], torch.tensor([3.0, 1.0]), 4.0, 0.25)
+    merged = merge_bases(old, new, 0.9)
+    assert merged.rank == 2 and merged.eigenvalues[:2].tolist() == pytest.approx([2.0, 1.0])
+    assert torch.allclose(merged.basis.abs(), eye[:, :2]) and (merged.trace, merged.batch_trace) == (4.0, 0.25)
+    assert merge_bases(old, new, 0.6).rank == 1
+
+
 def test_response_kl_hand_value():
     ref = torch.zeros(2, 2)  # uniform reference at two response positions
     logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0))], [0.0, 0.0]])  # p = (1/4, 3/4), then uniform
@@ -144,7 +158,7 @@ def test_per_example_grads_match_single_example_backward(tiny_world):
     for i in range(3):
         length = int(batch["attention_mask"][i].sum())
         single = {k: v[i : i + 1, :length] for k, v in batch.items()}
-        reference = dict(zip(params, torch.autograd.grad(lm_loss(ctx.model, single), list(params.values()))))
+        reference = dict(zip(params, torch.autograd.grad(lm_loss(ctx.model, single), list(params.values())), strict=True))
         for layer, pair in pairs.items():
             assert torch.allclose(grads[layer][i], flatten_pair(pair, reference), atol=1e-6)
     assert all(p.grad is None for p in params.values())

@@ -69,6 +69,6 @@ def test_penalty_weighs_against_the_mean_task_loss_of_a_step(tiny_world):
     for _ in range(ctx.settings.grad_accum):
         acc = _accumulate_extra(ctx, method, {}, params, acc)
     once = torch.autograd.grad(method.extra_loss(ctx, {}), list(params.values()), allow_unused=True)
-    for (name, _), grad in zip(params.items(), once):
+    for (name, _), grad in zip(params.items(), once, strict=True):
         if grad is not None:
             assert torch.allclose(acc[name], grad, atol=1e-7)

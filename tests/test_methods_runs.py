@@ -115,7 +115,8 @@ def test_erosion_methods_lists_every_method_with_its_config_fields(capsys):
 
 def test_untouched_starting_model_is_evaluated_once_and_shared(suite, tiny_world, tmp_path):
     shared = ResultStore(tmp_path / "shared")
-    runs = {name: Run(suite, tiny_world, name, suite.domains, 0, shared) for name in ("standard_lora", "ewc", "vaccine", "safegrad")}
+    runs = {name: Run(suite, tiny_world, name, suite.domains, 0, shared)
+            for name in ("standard_lora", "ewc", "vaccine", "safegrad")}
     for run in runs.values():
         assert run.execute().status == "done"
     step0 = {name: shared.read_step(run.run_id, 0) for name, run in runs.items()}
@@ -125,7 +126,8 @@ def test_untouched_starting_model_is_evaluated_once_and_shared(suite, tiny_world
     assert step0["safegrad"]["eval_reused"] == ["harmbench"]  # step 0 comes before its persistent adapter
     # one shared evaluation (the chance-level cache, starting/chance-*.json, is its own file)
     assert len([p for p in (shared.root / "starting").glob("*.json") if not p.name.startswith("chance-")]) == 1
-    assert shared.read_items(runs["ewc"].run_id, 0, "harmbench") == shared.read_items(runs["standard_lora"].run_id, 0, "harmbench")
+    assert (shared.read_items(runs["ewc"].run_id, 0, "harmbench")
+            == shared.read_items(runs["standard_lora"].run_id, 0, "harmbench"))
     # The shared result equals what EWC computes for itself in a store of its own.
     alone = ResultStore(tmp_path / "alone")
     own = Run(suite, tiny_world, "ewc", suite.domains, 0, alone)

@@ -2,14 +2,17 @@
 after AdamW, the anchor KL, CSM's repair block and the Fisher spectrum report."""
 from __future__ import annotations
 
+import pytest
 import torch
 from test_methods_support import TINY_SUITE, sgd_step, tiny_context
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from harness.core.losses import labelled_logits, lm_loss
 from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
 from harness.training import run_block, train_domain
-from methods.lora_utils import Subspace, collect_grads, flatten_pair, kl_to_disabled_adapter, lora_pairs
+from methods.lora_utils import Subspace, collect_grads, eval_mode, fixed_batches, flatten_pair, kl_to_disabled_adapter, lora_pairs
 from methods.safeanchor import CSM_EVENT, REPAIR, SafeAnchor, SafeAnchorConfig, osca_alphas, project_pairs
 
 SMALL = dict(calibration_size=6, fisher_batch_size=6, probe_size=3, repair_steps=2, repair_safety_examples=4)
@@ -20,11 +23,33 @@ def a_block(space: Subspace, n_b: int) -> torch.Tensor:
     return space.basis[n_b:]
 
 
-def test_alphas_use_traces_relative_to_the_mean():
-    assert osca_alphas({"a": 1.0, "b": 3.0}, 0.5) == {"a": 0.75, "b": 0.25}
-    assert osca_alphas({"a": 1000.0, "b": 3000.0}, 0.5) == {"a": 0.75, "b": 0.25}  # loss scale drops out
-    assert osca_alphas({"a": 1.0, "b": 3.0}, 1.0) == {"a": 0.5, "b": 0.0}
-    assert osca_alphas({"a": 0.0}, 0.5) == {"a": 1.0}
+def test_alphas_are_the_papers_on_raw_traces_and_ours_relative_to_the_mean():
+    assert osca_alphas({"a": 0.5, "b": 3.0}, 0.5) == {"a": 0.75, "b": 0.0}  # max(0, 1 - lambda tr(F_i))
+    assert (SafeAnchorConfig().alpha_traces, SafeAnchorConfig().lam, SafeAnchorConfig().memory_merge) == ("raw", 0.5, "bases")
+    assert osca_alphas({"a": 1.0, "b": 3.0}, 0.5, relative=True) == {"a": 0.75, "b": 0.25}
+    assert osca_alphas({"a": 1000.0, "b": 3000.0}, 0.5, relative=True) == {"a": 0.75, "b": 0.25}  # loss scale drops out
+    assert osca_alphas({"a": 0.0}, 0.5, relative=True) == {"a": 1.0}
+
+
+def test_alpha_trace_is_the_reference_codes_batch_mean_fisher(tiny_world):
+    """With one batch of all N examples the reference code's tr(F) is ||grad of the batch's mean
+    loss||^2 / N (by autograd here), and alpha_i = max(0, 1 - lambda tr(F_i)) on it."""
+    ctx = tiny_context(tiny_world)
+    sgd_step(ctx)
+    spaces = SafeAnchor(SafeAnchorConfig(**SMALL)).ssi(ctx)
+    params = ctx.trainable()
+    examples = SafeAnchor(SafeAnchorConfig(**SMALL)).safety_set(ctx)
+    batch = next(fixed_batches(ctx.tokenizer, examples, len(examples), ctx.settings.max_seq_len))
+    with eval_mode(ctx.model):
+        mean_loss = lm_loss(ctx.model, batch, per_example=True).mean()
+        grads = dict(zip(params, torch.autograd.grad(mean_loss, list(params.values())), strict=True))
+    traces = {layer: float(flatten_pair(pair, grads).double().pow(2).sum()) / len(examples)
+              for layer, pair in lora_pairs(params).items()}
+    assert all(abs(spaces[layer].batch_trace - trace) <= 1e-4 * trace for layer, trace in traces.items())
+    lam = 0.5 / max(traces.values())  # so that the alphas spread over [0.5, 1)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=lam))
+    method._set_current(spaces)
+    assert all(abs(method.alphas[layer] - (1 - lam * trace)) < 1e-5 for layer, trace in traces.items())
 
 
 def test_projection_removes_exactly_the_subspace_component():
@@ -62,7 +87,7 @@ def test_ssi_protects_no_lora_a_at_a_fresh_adapter_but_does_after_one_step(tiny_
 def test_applied_adamw_update_has_no_component_in_the_protected_subspace(tiny_world):
     def one_step(project: str) -> tuple[SafeAnchor, dict, dict]:
         ctx = tiny_context(tiny_world)
-        method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e6, project=project))  # alpha_i = 0 everywhere
+        method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e12, project=project))  # alpha_i = 0 everywhere
         method.before_domain(ctx)
         before = {n: p.detach().clone() for n, p in ctx.trainable().items()}
         run_block(ctx, method, ctx.domain_examples, 1, "test")
@@ -107,7 +132,8 @@ def test_csm_triggers_one_repair_block_that_the_loop_logs_and_runs(tiny_world):
     assert set(layers) == set(lora_pairs(ctx.trainable()))
     entry = next(iter(layers.values()))
     assert {"k90_safety", "k90_random", "eigenvalues_safety", "eigenvalues_random"} <= set(entry)
-    assert 0 < len(entry["eigenvalues_safety"]) <= 32 and entry["eigenvalues_safety"] == sorted(entry["eigenvalues_safety"], reverse=True)
+    eigenvalues = entry["eigenvalues_safety"]
+    assert 0 < len(eigenvalues) <= 32 and eigenvalues == sorted(eigenvalues, reverse=True)
 
 
 def test_repair_data_and_no_repair_when_safety_holds(tiny_world):
@@ -133,13 +159,18 @@ def captured_energy(ctx, method: SafeAnchor, subspaces: dict[str, Subspace]) -> 
     return inside / sum(float(g.pow(2).sum()) for g in grads.values())
 
 
-def test_memory_carried_into_the_next_domain_still_protects_what_it_protected(tiny_world, tmp_path, monkeypatch):
+@pytest.mark.parametrize("merge", ["bases", "fisher"])
+def test_memory_carried_into_the_next_domain_still_protects_what_it_protected(tiny_world, tmp_path, monkeypatch, merge):
     """Through the runner, three domains: domain t's own subspace (merged into the memory) still
     captures, at the start of domain t+1, most of the safety-Fisher energy it captured at the end of
-    domain t; the memory captures at least as much; its rank does not grow by a full domain's rank."""
-    suite = load_suite(TINY_SUITE, {"domains": ["medical", "legal", "code"], "methods": ["safeanchor"], "benchmarks": ["harmbench"],
-                                    "eval": {"caps": {"harmbench": 2}}, "training": {"max_steps": 4},
-                                    "method_configs": {"safeanchor": {**SMALL, "calibration_size": 12, "repair_steps": 0, "report_spectrum": False}}})
+    domain t; the memory's rank does not grow by a full domain's rank. The eigenvalue-weighted merge
+    (ours) keeps all the old subspace captured; the paper's SVD of [V_old | V_new] keeps rho of the
+    squared singular values and loses a little of it (measured: 0.85 and 0.89 of the energy against
+    0.92 and 0.91, with a memory of 52 directions against ours' 77)."""
+    suite = load_suite(TINY_SUITE, {"domains": ["medical", "legal", "code"], "methods": ["safeanchor"],
+                                    "benchmarks": ["harmbench"], "eval": {"caps": {"harmbench": 2}}, "training": {"max_steps": 4},
+                                    "method_configs": {"safeanchor": {**SMALL, "calibration_size": 12, "repair_steps": 0,
+                                                                      "report_spectrum": False, "memory_merge": merge}}})
     ends: list[tuple[dict[str, Subspace], float]] = []
     carried: list[tuple[float, float, dict[str, int]]] = []
     before_domain, after_domain = SafeAnchor.before_domain, SafeAnchor.after_domain
@@ -161,8 +192,10 @@ def test_memory_carried_into_the_next_domain_still_protects_what_it_protected(ti
     info = Run(suite, tiny_world, "safeanchor", suite.domains, 0, ResultStore(tmp_path / "results")).execute()
     assert info.status == "done", info.error
     assert len(carried) == 2
-    for (own, energy_at_end), (energy_next, memory_energy, _) in zip(ends, carried):
-        assert energy_at_end >= 0.85 and energy_next >= 0.9 * energy_at_end and memory_energy >= energy_next - 1e-6
+    # strict=False: ends has one entry per domain, carried one less (the last domain carries nothing on)
+    for (_, energy_at_end), (energy_next, memory_energy, _) in zip(ends, carried, strict=False):
+        assert energy_at_end >= 0.85 and energy_next >= 0.9 * energy_at_end
+        assert memory_energy >= (energy_next - 1e-6 if merge == "fisher" else 0.85 * energy_next)
     (_, _, first_rank), (_, _, second_rank) = carried
     for layer, rank in second_rank.items():
         assert rank < first_rank[layer] + ends[1][0][layer].rank  # less than the previous memory plus a full domain
@@ -199,14 +232,14 @@ def test_anchor_reference_is_the_model_entering_the_domain(tiny_world):
 def test_default_projects_the_task_gradient_only(tiny_world):
     ctx = tiny_context(tiny_world)
     assert SafeAnchor.adapter_policy == "persistent"
-    method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e6))
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e12))
     assert method.config.project == "gradient"
     method.before_domain(ctx)
     sgd_step(ctx)
     method._set_current(method._with_memory(method.ssi(ctx)))
     update = {n: torch.randn_like(p) for n, p in ctx.trainable().items()}
     assert method.transform_update(ctx, update) is update  # the anchor's step is not projected
-    projected = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e6, project="both"))
+    projected = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e12, project="both"))
     projected.current, projected.alphas = method.current, method.alphas
     pair = next(iter(lora_pairs(update).values()))
     moved = flatten_pair(pair, projected.transform_update(ctx, update))
@@ -245,3 +278,99 @@ def test_anchor_uses_one_safety_batch_per_optimizer_step(tiny_world):
     method = SafeAnchor(SafeAnchorConfig(**SMALL, anchor_batch_size=3))
     method.before_domain(ctx)
     assert next(method._anchor_stream)["input_ids"].shape[0] == 3
+
+
+# ---- defining rules: each test fails when its rule is deleted or its sign flipped ----------------------
+def protected_share(method: SafeAnchor, tensors: dict[str, torch.Tensor]) -> float:
+    """Largest share, over layers, of a gradient's norm inside the subspace OSCA projects on."""
+    shares = [float((method.current[layer].basis.T @ flatten_pair(pair, tensors)).norm() / flatten_pair(pair, tensors).norm())
+              for layer, pair in lora_pairs(tensors).items()]
+    return max(shares)
+
+
+def test_default_rule_projects_the_task_gradient(tiny_world):
+    """g_i <- g_i - (1 - alpha_i) V_i V_i^T g_i on the task gradient, by hand against the alphas;
+    with alpha = 0 nothing of it is left in V_i."""
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, lam=1e12))  # alpha_i = 0 everywhere
+    method.before_domain(ctx)
+    sgd_step(ctx)
+    method._set_current(method._with_memory(method.ssi(ctx)))
+    assert set(method.alphas.values()) == {0.0}
+    grads = {n: torch.randn_like(p) for n, p in ctx.trainable().items()}
+    assert protected_share(method, grads) > 0.05
+    out = method.transform_gradients(ctx, grads)
+    assert protected_share(method, out) < 1e-5
+    for layer, pair in lora_pairs(grads).items():  # the orthogonal part is untouched
+        basis, before, after = method.current[layer].basis, flatten_pair(pair, grads), flatten_pair(pair, out)
+        assert torch.allclose(after, before - basis @ (basis.T @ before), atol=1e-5)
+
+
+def grads_the_optimizer_sees(ctx, method: SafeAnchor, block: str) -> dict[str, torch.Tensor]:
+    """The gradients the loop hands AdamW in one step of ``block`` (a global step pre-hook reads them)."""
+    names = {id(p): n for n, p in ctx.trainable().items()}
+    seen: dict[str, torch.Tensor] = {}
+
+    def record(optimizer, args, kwargs) -> None:
+        seen.update({names[id(p)]: p.grad.detach().clone()
+                     for group in optimizer.param_groups for p in group["params"] if p.grad is not None})
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        ctx.block = block
+        run_block(ctx, method, ctx.domain_examples, 1, "test")
+    finally:
+        handle.remove()
+    return seen
+
+
+def protected_share_after_one_step(tiny_world, block: str, **config) -> float:
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig(**{**SMALL, "lam": 1e12, **config}))  # alpha_i = 0: the task gradient leaves V_i
+    method.before_domain(ctx)
+    sgd_step(ctx)  # away from the snapshot: the anchor KL has a gradient
+    method._set_current(method._with_memory(method.ssi(ctx)))
+    return protected_share(method, grads_the_optimizer_sees(ctx, method, block))
+
+
+def test_anchor_and_repair_safety_gradients_bypass_osca(tiny_world):
+    """What reaches the optimizer inside V_i (alpha = 0) is the anchor's and the repair's safety
+    gradient only: they are added after the projection, never projected themselves."""
+    assert protected_share_after_one_step(tiny_world, "domain", gamma=0.0, beta=0.0) < 1e-5  # task only: projected
+    assert protected_share_after_one_step(tiny_world, "domain", gamma=1.0) > 1e-3  # the anchor KL's gradient
+    assert protected_share_after_one_step(tiny_world, REPAIR, gamma=0.0, beta=1.0) > 1e-3  # beta * L_safe
+
+
+def test_repair_adds_beta_times_the_safety_loss(tiny_world):
+    """In the repair block extra_loss = gamma * KL + beta * L_safe; at the snapshot the KL is 0, so it
+    is beta times the NLL of the safety batch (and nothing outside the repair)."""
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, beta=2.5))
+    method.before_domain(ctx)
+    safety = next(method._anchor_stream)
+    method.before_domain(ctx)  # the same stream again, from its first batch
+    assert abs(method.extra_loss(ctx, {}).item()) < 1e-7  # a domain block: the anchor only
+    method.before_domain(ctx)
+    ctx.block = REPAIR
+    with torch.no_grad():
+        expected = 2.5 * lm_loss(ctx.model, safety)
+    assert expected > 0 and torch.allclose(method.extra_loss(ctx, {}), expected, rtol=1e-5)
+
+
+def test_anchor_is_the_forward_kl_from_the_snapshot(tiny_world):
+    """gamma KL(p_{theta_{t-1}} || p_theta), not the reverse: checked by hand from the logits before
+    and after a step (the two directions differ by more than the tolerance)."""
+    ctx = tiny_context(tiny_world)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, gamma=1.0))
+    method.before_domain(ctx)
+    safety = next(method._anchor_stream)
+    method.before_domain(ctx)
+    with torch.no_grad():
+        log_ref = torch.log_softmax(labelled_logits(ctx.model, safety)[0], -1)
+    sgd_step(ctx, lr=5.0)  # a large step: KL is symmetric to second order, so a small one cannot tell them apart
+    with torch.no_grad():
+        log_p = torch.log_softmax(labelled_logits(ctx.model, safety)[0], -1)
+    forward = (log_ref.exp() * (log_ref - log_p)).sum(-1).mean()
+    reverse = (log_p.exp() * (log_p - log_ref)).sum(-1).mean()
+    assert abs(forward - reverse) > 1e-2 * forward
+    assert torch.allclose(method.extra_loss(ctx, {}).detach(), forward, rtol=1e-4)

@@ -10,7 +10,7 @@ from harness.core.safety_data import calibration_set
 from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
-from methods.lora_utils import disabled_adapter_logits, fixed_batches
+from methods.lora_utils import disabled_adapter_logits, fixed_batches, kl_to_disabled_adapter
 from methods.safegrad import SafeGrad, SafeGradConfig, surgery
 
 
@@ -54,7 +54,8 @@ def test_fresh_adapter_has_zero_alignment_gradient_and_is_left_alone(tiny_world)
 def test_after_one_step_conflicts_are_removed_from_gradient_and_update(tiny_world):
     ctx = tiny_context(tiny_world)
     sgd_step(ctx)
-    method = SafeGrad(SafeGradConfig(alignment_examples=8, alignment_batch_size=2, add_alignment_gradient=False, projection="per_layer"))
+    method = SafeGrad(SafeGradConfig(alignment_examples=8, alignment_batch_size=2, add_alignment_gradient=False,
+                                     projection="per_layer", project="both"))
     method.before_domain(ctx)
     g_a = method.alignment_gradient(ctx)
     assert sum(g.pow(2).sum() for g in g_a.values()) > 0
@@ -67,6 +68,32 @@ def test_after_one_step_conflicts_are_removed_from_gradient_and_update(tiny_worl
     down = method.update_rule({n: -g for n, g in g_a.items()}, g_a)
     assert all(torch.equal(down[n], -g) for n, g in g_a.items())
     assert method.domain_report(ctx)["safegrad"]["update_conflicts"] == len({n.rsplit(".lora_", 1)[0] for n in g_a})
+
+
+def test_default_is_the_papers_gradient_surgery():
+    method = SafeGrad()
+    assert method.config.project == "gradient" and method.config.add_alignment_gradient
+    update = {"w": torch.tensor([1.0, 0.0])}
+    assert method.update_rule(update, {"w": torch.tensor([-1.0, 1.0])}) == update  # the update is not touched
+
+
+def test_a_step_along_the_added_alignment_gradient_lowers_the_kl_to_the_aligned_model(tiny_world):
+    """g_a is the gradient of KL(p_ref || p_theta), with its sign: the optimizer's step theta - lr * g_a
+    (what g_u' + g_a contributes) brings the model closer to the aligned one on the same batch."""
+    ctx = tiny_context(tiny_world)
+    sgd_step(ctx, lr=0.5)
+    method = SafeGrad(SafeGradConfig(alignment_examples=8, alignment_batch_size=4))
+    method.before_domain(ctx)
+    batch = next(method._stream)
+    method.before_domain(ctx)  # the same stream again: g_a is taken on that batch
+    step = method.gradient_rule({n: torch.zeros_like(p) for n, p in ctx.trainable().items()}, method.alignment_gradient(ctx))
+    with torch.no_grad():
+        before = kl_to_disabled_adapter(ctx.model, batch)
+        norm = sum(g.pow(2).sum() for g in step.values()).sqrt()
+        for name, param in ctx.trainable().items():
+            param -= 0.05 * step[name] / norm
+        after = kl_to_disabled_adapter(ctx.model, batch)
+    assert before > 1e-4 and after < 0.99 * before
 
 
 def test_alignment_gradient_is_added_when_configured(tiny_world):

@@ -32,5 +32,5 @@ def sgd_step(ctx: TrainContext, lr: float = 0.05) -> None:
     loss = lm_loss(ctx.model, next(ctx.batches(ctx.domain_examples)))
     grads = torch.autograd.grad(loss, list(params.values()))
     with torch.no_grad():
-        for p, g in zip(params.values(), grads):
+        for p, g in zip(params.values(), grads, strict=True):
             p -= lr * g / (g.norm() + 1e-12)

@@ -65,8 +65,8 @@ def test_loop_steps_on_the_gradient_of_the_perturbed_pass(tiny_world):
         clean = torch.autograd.grad(lm_loss(ctx.model, batch), list(params.values()))
         run_block(ctx, method, block.examples, 1, "test")
     seen = [method.seen[n] for n in params]
-    assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen, expected))
-    assert not all(torch.allclose(s, c, atol=1e-6) for s, c in zip(seen, clean))
+    assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen, expected, strict=True))
+    assert not all(torch.allclose(s, c, atol=1e-6) for s, c in zip(seen, clean, strict=True))
 
 
 def test_domains_train_without_perturbation(tiny_world):

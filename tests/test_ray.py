@@ -23,9 +23,11 @@ def ray_processes() -> set[str]:
 @pytest.mark.slow
 def test_killed_worker_fails_only_its_run_and_rerun_completes(tmp_path: Path, tiny_world) -> None:
     suite = tmp_path / "s.yaml"
-    suite.write_text(f"name: ray\ninclude: {REPO / 'tests' / 'tiny-suite.yaml'}\nmethods: [standard_lora, safety_interleaving]\nmax_retries: 0\n")
+    suite.write_text(f"name: ray\ninclude: {REPO / 'tests' / 'tiny-suite.yaml'}\n"
+                     "methods: [standard_lora, safety_interleaving]\nmax_retries: 0\n")
     before = ray_processes()
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(tmp_path / "r"), "--executor", "ray", "--no-leaderboard"]
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(tmp_path / "r"), "--executor", "ray",
+           "--no-leaderboard"]
     env = {**os.environ, "EROSION_KILL_AT": "train_step:2", "EROSION_KILL_RUN": "safety_interleaving"}
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 1, first.stderr[-2000:]

@@ -18,7 +18,8 @@ SUITE = REPO / "tests" / "tiny-suite.yaml"
 
 def run_suite(results: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "EROSION_KILL_AT": kill_at or ""}
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(SUITE), "--results", str(results), "--executor", "local", "--no-leaderboard"]
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(SUITE), "--results", str(results), "--executor", "local",
+           "--no-leaderboard"]
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -68,7 +69,8 @@ def test_kill_anywhere_resumes_to_same_numbers(reference: list[tuple], tmp_path:
 def test_two_suites_on_one_results_folder(reference: list[tuple], tmp_path: Path) -> None:
     """Concurrent suites share the work through per-run locks: no corruption, no duplicate run."""
     env = {**os.environ, "EROSION_KILL_AT": ""}
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(SUITE), "--results", str(tmp_path), "--executor", "local", "--no-leaderboard"]
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(SUITE), "--results", str(tmp_path), "--executor", "local",
+           "--no-leaderboard"]
     first = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outputs = [p.communicate(timeout=300) for p in (first, second)]

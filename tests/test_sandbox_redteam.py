@@ -7,6 +7,11 @@ Each program's test asks ``f(2) == EXPECTED`` for a random EXPECTED the program 
 passing means it reached the test or forged the verdict. "Native" programs run with the Python
 guards off, standing for native code that would bypass them. "Probe" programs measure a fence
 from inside (e.g. how many outside processes they can see) and pass only if it held.
+
+Hostile native code (``kill(-1, SIGKILL)``, a fork bomb) could hurt the host where the kernel does
+not fence it, so nothing here starts before the sandbox's probe, run as the harness will run,
+confirmed namespaces and a dropped uid (the ``harness`` fixture; else the test is skipped with the
+probe's reason), and every case with namespaces requires them.
 """
 from __future__ import annotations
 
@@ -20,14 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.processes import live_processes
+from benchmarks.sandbox import unfenced_reason
+from tests.processes import live_processes, skip_unless_fenced
 
 SANDBOX = Path(__file__).resolve().parent.parent / "benchmarks" / "sandbox.py"
+RUNNER = Path(__file__).resolve().with_name("sandbox_redteam_runner.py")
 DELAY_S = 3.0  # how long daemons wait before writing: past every program's time limit
 LIMITS = {"timeout_s": 1.0, "grace_s": 1.5}
 NATIVE = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
@@ -84,7 +92,7 @@ def f(x):
         frame = err.__traceback__.tb_frame
     while frame is not None:
         scope = frame.f_globals
-        for name in ("_encode", "_decode"):
+        for name in ("encode", "decode", "_encode", "_decode"):
             if name in scope:
                 scope[name] = lambda value, depth=0: value
         frame = frame.f_back
@@ -412,28 +420,6 @@ def f(x):
 ]
 CONTROL = Case("control: a right answer", "def f(x):\n    return EXPECTED\n")
 
-RUNNER = r'''
-import importlib.util, json, sys
-from concurrent.futures import ThreadPoolExecutor
-spec = importlib.util.spec_from_file_location("sandbox_under_test", sys.argv[1])
-sandbox = importlib.util.module_from_spec(spec)
-sys.modules["sandbox_under_test"] = sandbox
-spec.loader.exec_module(sandbox)
-job = json.load(sys.stdin)
-
-
-def one(case):
-    hidden = () if case["visible"] else sandbox.HIDDEN_ALWAYS
-    limits = sandbox.Limits(python_guards=case["guards"], namespaces=case["namespaces"], hidden=hidden, **job["limits"])
-    result = sandbox.run_check(sandbox.Check(case["program"], case["test"], "f"), limits)
-    return {"name": case["name"], "passed": result.passed, "detail": result.detail, "isolation": result.isolation}
-
-
-with ThreadPoolExecutor(4) as pool:
-    results = list(pool.map(one, job["cases"]))
-print(json.dumps(results))
-'''
-
 
 def interpreter_for(uid: int | None) -> str | None:
     """An interpreter that ``uid`` can run (the venv's may live under a folder only root reads)."""
@@ -464,55 +450,90 @@ def modes(paths: list[Path]) -> dict[str, int]:
     return {str(p): stat.S_IMODE(p.stat().st_mode) for p in paths}
 
 
-@pytest.mark.parametrize("privileges", ["root", "non-root"])
-def test_hostile_programs(privileges, tmp_path_factory):
-    euid = os.geteuid()
+def hostile_job(values: dict[str, str], expected: int) -> str:
+    """The runner's job: every case with its placeholders filled in, and a test that passes only on
+    ``expected`` (0 for a probe: no breach)."""
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
+
+    cases = [{"name": c.name, "program": fill(c.program), "guards": c.guards, "visible": c.visible,
+              "namespaces": c.namespaces,
+              "test": f"def check(candidate):\n    assert candidate(2) == {0 if c.probe else expected}, candidate(2)\n"}
+             for c in [*HOSTILE, CONTROL]]
+    return json.dumps({"cases": cases, "limits": LIMITS})
+
+
+def harness_env(home: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home), "LANG": "C.UTF-8"}
+
+
+@dataclass(frozen=True)
+class Harness:
+    """Who runs the sandbox: an interpreter, a uid (None: this process's own), and a HOME (and cwd)."""
+
+    privileges: str
+    python: str
+    run_as: int | None
+    home: Path
+
+    def run(self, mode: str, job: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """tests/sandbox_redteam_runner.py in ``mode`` (probe or run), as this harness."""
+        user = {"user": self.run_as, "group": self.run_as, "extra_groups": []} if self.run_as is not None else {}
+        return subprocess.run([self.python, "-I", "-B", str(RUNNER), str(SANDBOX), mode], input=job, capture_output=True,
+                              text=True, check=False, cwd=self.home, env=env, timeout=240, **user)
+
+
+@pytest.fixture(params=["root", "non-root"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A harness process's setting, gated before any hostile program starts: the sandbox's probe, run
+    exactly as the programs will be (same interpreter, uid and HOME; namespaces required), must have
+    confirmed namespaces and a dropped uid, or the test is skipped with the probe's reason."""
+    privileges, euid = request.param, os.geteuid()
     if privileges == "root" and euid != 0:
         pytest.skip("the harness is not root here: only the non-root run applies")
     run_as = 3_200_000_000 + secrets.randbelow(1_000_000) if privileges == "non-root" and euid == 0 else None
     python = interpreter_for(run_as)
     if python is None:
         pytest.skip(f"no interpreter that uid {run_as} may run")
+    home = Path(tempfile.mkdtemp(prefix="erosion-redteam-"))  # the harness's cwd, HOME and TMPDIR
+    try:
+        home.chmod(0o755)
+        if run_as is not None:
+            os.chown(home, run_as, run_as)
+        chosen = Harness(privileges, python, run_as, home)
+        probed = chosen.run("probe", "", harness_env(home))
+        assert probed.returncode == 0, f"the probe did not run: {probed.stderr[-2000:]}"
+        skip_unless_fenced(json.loads(probed.stdout)["refusal"], f"a {privileges} harness")
+        yield chosen
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
+
+def test_hostile_programs(harness: Harness):
     token, secret = f"redteam{secrets.token_hex(6)}", f"s3cr3t{secrets.token_hex(12)}"
     expected = 10_000 + secrets.randbelow(10 ** 9)
-    home = Path(tempfile.mkdtemp(prefix="erosion-redteam-"))  # the harness's cwd, HOME and TMPDIR
+    home = harness.home
     victim = Path(tempfile.mkdtemp(prefix="erosion-redteam-victim-"))
     server = socket.socket()
     try:
-        home.chmod(0o755)
         victim.chmod(0o777)
         (victim / "victim.txt").write_text("original")
         (victim / "victim.txt").chmod(0o666)
-        if run_as is not None:
-            os.chown(home, run_as, run_as)
         server.bind(("127.0.0.1", 0))
         server.listen(8)
         server.setblocking(False)
         watched_modes = modes([Path(tempfile.gettempdir()), home, victim])
 
-        def fill(text: str) -> str:
-            for key, value in (("VICTIM", str(victim)), ("HOSTTMP", str(home)), ("TOKEN", token), ("DELAY", str(DELAY_S)),
-                               ("PORT", str(server.getsockname()[1])), ("EXPECTED", str(expected))):
-                text = text.replace(key, value)
-            return text
-
-        cases = [{"name": c.name, "program": fill(c.program), "guards": c.guards, "visible": c.visible, "namespaces": c.namespaces,
-                  "test": "def check(candidate):\n    assert candidate(2) == " + ("0" if c.probe else str(expected))
-                  + ", candidate(2)\n"} for c in [*HOSTILE, CONTROL]]
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home), "LANG": "C.UTF-8",
-               "EROSION_REDTEAM_SECRET": secret}
-        job = json.dumps({"cases": cases, "limits": LIMITS})
-        ran = subprocess.run([python, "-I", "-c", RUNNER, str(SANDBOX)], input=job, capture_output=True, text=True, check=False,
-                             cwd=home, env=env, timeout=240, **({"user": run_as, "group": run_as, "extra_groups": []}
-                                                                 if run_as is not None else {}))
-        assert ran.returncode == 0, f"the harness did not survive: {ran.stderr[-2000:]}"
+        job = hostile_job({"VICTIM": str(victim), "HOSTTMP": str(home), "TOKEN": token, "DELAY": str(DELAY_S),
+                           "PORT": str(server.getsockname()[1]), "EXPECTED": str(expected)}, expected)
+        ran = harness.run("run", job, {**harness_env(home), "EROSION_REDTEAM_SECRET": secret})
+        assert ran.returncode == 0, f"the harness did not survive (or refused): {ran.stdout[-500:]} {ran.stderr[-2000:]}"
         results = {r["name"]: r for r in json.loads(ran.stdout)}
         time.sleep(DELAY_S + 0.5)  # let any survivor do its late write
 
-        layers = results[CONTROL.name]["isolation"]
-        if not layers["namespaces"]:
-            pytest.skip(f"no namespaces for a {privileges} harness here ({layers['fallbacks']}): only the Python guards fence")
+        assert unfenced_reason(results[CONTROL.name]["isolation"]) == ""  # as the gate's probe found
         assert results[CONTROL.name]["passed"], results[CONTROL.name]
         expected_outcome = {c.name: c.probe for c in HOSTILE}
         wrong = {n: results[n]["detail"] for n, probe in expected_outcome.items() if results[n]["passed"] is not probe}
@@ -523,12 +544,11 @@ def test_hostile_programs(privileges, tmp_path_factory):
         assert (victim / "victim.txt").read_text() == "original" and sorted(os.listdir(victim)) == ["victim.txt"]
         assert modes([Path(tempfile.gettempdir()), home, victim]) == watched_modes
         uids = {r["isolation"]["uid"] for r in results.values() if r["isolation"].get("uid") not in (None, 0)}
-        uids |= {run_as} if run_as is not None else set()
+        uids |= {harness.run_as} if harness.run_as is not None else set()
         assert live_processes(uids) == []
         with pytest.raises(BlockingIOError):
             server.accept()
         assert list(home.glob("erosion-sandbox-*")) == [], "a work folder was left behind"
     finally:
         server.close()
-        shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(victim, ignore_errors=True)

@@ -227,7 +227,8 @@ def test_more_seeds_widen_the_interval_with_seed_variation(tmp_path: Path) -> No
         store.write_run(RunInfo(run_id, "micro", "micro", "ewc", ["medical"], seed, "cfg", status="done"))
         for step, value in enumerate([70.0, final]):
             store.write_bootstrap(run_id, step, fx.draws_payload({"composite/safety": value}, f"{seed}|{step}"))
-            store.write_step(run_id, step, [Record("micro", "micro", "ewc", "medical", seed, step, None, "composite", "safety", value)], {})
+            record = Record("micro", "micro", "ewc", "medical", seed, step, None, "composite", "safety", value)
+            store.write_step(run_id, step, [record], {})
     board = build_board(tmp_path / "r")
     (row,) = [row for row in board.main if row.method == "ewc"]
     low, high = board.row_stats(row).intervals["composite/safety"]
@@ -255,7 +256,7 @@ def test_cross_ordering_against_within_ordering_seed_sd(tmp_path: Path) -> None:
               "standard_lora": [(50.0, 50.5, 51.0), (55.0, 55.5, 56.0), (60.0, 60.5, 61.0)]}
     store = ResultStore(tmp_path / "r")
     for method, per_ordering in finals.items():
-        for domains, seeds in zip(orderings, per_ordering):
+        for domains, seeds in zip(orderings, per_ordering, strict=True):
             for seed, final in enumerate(seeds):
                 run_id = make_run_id("micro", method, list(domains), seed, "cfg")
                 store.write_run(RunInfo(run_id, "micro", "micro", method, list(domains), seed, "cfg", status="done"))
@@ -269,7 +270,7 @@ def test_cross_ordering_against_within_ordering_seed_sd(tmp_path: Path) -> None:
     assert lora.cross_ordering_sd == pytest.approx(5.0) and lora.within_ordering_sd == pytest.approx(0.5)
     assert lora.across_below_within is False and lora.ordering_effect_sd == pytest.approx(math.sqrt(25 - 0.25 / 3))
     markdown = render(tmp_path / "r")["markdown"].read_text()
-    line = next(l for l in markdown.splitlines() if l.startswith("| safeanchor |") and "0.50" in l)
+    line = next(row for row in markdown.splitlines() if row.startswith("| safeanchor |") and "0.50" in row)
     assert "| 0.50 | 1.00 | yes | 0.00 |" in line
 
 

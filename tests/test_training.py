@@ -15,7 +15,7 @@ def reply_token_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     labels = batch["labels"][:, 1:]
     losses = []
-    for row_logits, row_labels in zip(logits, labels):
+    for row_logits, row_labels in zip(logits, labels, strict=True):
         keep = row_labels != IGNORE
         losses.append(torch.nn.functional.cross_entropy(row_logits[keep], row_labels[keep], reduction="none"))
     return losses

@@ -22,8 +22,8 @@ from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
 from harness.training import train_domain
-from leaderboard.aggregate import load_runs
-from leaderboard.continual import NLL, retained_by_run, run_utility
+from leaderboard.aggregate import read_frames
+from leaderboard.continual import NLL, retained_by_run, utility_by_run
 from methods import build_method
 
 
@@ -114,10 +114,11 @@ def test_no_training_leaves_every_weight_as_it_was(tiny_world):
 def test_no_training_learns_nothing(utility_store):
     start, after = nll_by_step(utility_store, "no_training")
     assert after == start  # the starting model, number for number ...
-    runs = {r.method: r for r in load_runs(utility_store)}
+    runs, values, _ = read_frames(utility_store)
+    run_ids = dict(zip(runs["method"], runs["run_id"]))
     # ... because its weights are the starting weights, so the runner reuses the shared step-0 result.
-    assert utility_store.read_step(runs["no_training"].run_id, 1)["eval_reused"] == ["domain_nll"]
-    assert "eval_reused" not in utility_store.read_step(runs["standard_lora"].run_id, 1)
-    assert run_utility(runs["no_training"], NLL).plasticity == 0.0
-    retained = retained_by_run(list(runs.values()))
-    assert retained[runs["no_training"].run_id] == 0.0 and retained[runs["standard_lora"].run_id] == pytest.approx(100.0)
+    assert utility_store.read_step(run_ids["no_training"], 1)["eval_reused"] == ["domain_nll"]
+    assert "eval_reused" not in utility_store.read_step(run_ids["standard_lora"], 1)
+    assert utility_by_run(runs, values, NLL).set_index("method").loc["no_training", "plasticity"] == 0.0
+    retained = retained_by_run(runs, values)
+    assert retained[run_ids["no_training"]] == 0.0 and retained[run_ids["standard_lora"]] == pytest.approx(100.0)

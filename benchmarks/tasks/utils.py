@@ -23,7 +23,7 @@ def process_results_mc2(doc, results):
     lls = _lls(results)
     top = max(lls)
     probs = [math.exp(ll - top) for ll in lls]
-    mass = sum(p for p, label in zip(probs, doc["mc2_labels"]) if label == 1) / sum(probs)
+    mass = sum(p for p, label in zip(probs, doc["mc2_labels"], strict=True) if label == 1) / sum(probs)
     return {"mc2": mass}
 
 

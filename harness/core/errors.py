@@ -25,10 +25,11 @@ class StoreError(ErosionError):
     """A results directory that cannot be used."""
 
 
-def unknown_name_error(kind: str, name: str, known: list[str], where: str = "") -> RegistryError:
-    """One message for every registry lookup miss, listing what exists."""
+def unknown_name_error(kind: str, name: str, known: list[str], where: str = "",
+                       guide: str = "docs/write-your-own-method.md") -> RegistryError:
+    """One message for every registry lookup miss, listing what exists and where to read how to add one."""
     location = f" in {where}" if where else ""
     return RegistryError(
         f"Unknown {kind} {name!r}{location}. Known {kind}s: {', '.join(sorted(known))}. "
-        f"Fix: use one of those names (or register your own; see docs/write-your-own-method.md)."
+        f"Fix: use one of those names (or register your own; see {guide})."
     )

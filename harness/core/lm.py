@@ -7,8 +7,8 @@ in request order. ``padding_share`` reports the fraction of padded tokens proces
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +127,7 @@ class ChatLM:
             longer = [(row, i) for row, i in members if encoded[i][1] > 1]
             tails = self._continuation_logprobs(out.past_key_values, mask, [row for row, _ in longer],
                                                 [encoded[i][0][-encoded[i][1]:-1] for _, i in longer]) if longer else []
-            tail_of = {i: tail for (_, i), tail in zip(longer, tails)}
+            tail_of = {i: tail for (_, i), tail in zip(longer, tails, strict=True)}
             for row, i in members:
                 ids, n = encoded[i]
                 targets = torch.tensor(ids[-n:], device=first.device)
@@ -153,7 +153,8 @@ class ChatLM:
         logprobs = F.log_softmax(logits, dim=-1)
         return [logprobs[j, : len(s)] for j, s in enumerate(inputs)]
 
-    def _loglikelihood_after_prefix(self, prefix: list[int], encoded: list[tuple[list[int], int]], desc: str) -> list[tuple[float, bool]]:
+    def _loglikelihood_after_prefix(self, prefix: list[int], encoded: list[tuple[list[int], int]],
+                                    desc: str) -> list[tuple[float, bool]]:
         """Requests that share a long prefix (a few-shot prompt): run the prefix once, keep its KV
         cache, and feed each batch only its own suffix (right-padded, positions after the prefix)."""
         length = len(prefix)
@@ -165,12 +166,14 @@ class ChatLM:
             width = max(len(s) for s in suffixes)
             pad = self.tokenizer.pad_token_id
             input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=self.device)
-            suffix_mask = torch.arange(width, device=self.device)[None, :] < torch.tensor([len(s) for s in suffixes], device=self.device)[:, None]
+            lengths = torch.tensor([len(s) for s in suffixes], device=self.device)
+            suffix_mask = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
             mask = torch.cat([torch.ones(len(batch), length, dtype=torch.long, device=self.device), suffix_mask.long()], dim=1)
             batch_cache = copy.deepcopy(cache)
             batch_cache.batch_repeat_interleave(len(batch))
+            positions = (length + torch.arange(width, device=self.device)).expand(len(batch), -1)
             logits = self.model(input_ids=input_ids, attention_mask=mask, past_key_values=batch_cache, use_cache=True,
-                                position_ids=(length + torch.arange(width, device=self.device)).expand(len(batch), -1)).logits.float()
+                                position_ids=positions).logits.float()
             logprobs = F.log_softmax(logits, dim=-1)
             for row, index in enumerate(batch):
                 n, end = encoded[index][1], len(suffixes[row])

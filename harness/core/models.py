@@ -87,7 +87,8 @@ def load_trained(trained: str | Path, step: int, dtype: str = "float32") -> torc
     adapters = manifest.get("adapters", {})
     missing = [k for k in range(1, step + 1) if str(k) not in adapters]
     if missing:
-        raise FileNotFoundError(f"{folder / TRAINED_MANIFEST}: no adapter for step(s) {missing}; the run has not trained that far.")
+        raise FileNotFoundError(f"{folder / TRAINED_MANIFEST}: no adapter for step(s) {missing}; "
+                                "the run has not trained that far.")
     start = str(folder / manifest["prepared"]) if manifest.get("prepared") else manifest["start"]
     model = load_model(start, dtype)
     chain = range(1, step + 1) if manifest["policy"] == "merge_per_domain" else range(step, step + 1) if step else ()

@@ -3,8 +3,8 @@ or downloaded from their pinned sources, ``harness/core/data.py``) and the paper
 (downloaded and converted, ``harness/core/releases.py``); what ``erosion prefetch`` runs."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from harness.core.data import (
     FILE_TABLE,
@@ -21,9 +21,11 @@ from harness.core.data import (
 from harness.core.errors import DataError
 from harness.core.releases import RELEASES, prefetch_release, release_listing
 
+DEFAULT_FETCH_OPTIONS = FetchOptions()  # frozen, so every call may share it
+
 
 def prefetch(names: Iterable[str], mirror: Path | None, dest: Path | None = None, force: bool = False,
-             options: FetchOptions = FetchOptions()) -> list[str]:
+             options: FetchOptions = DEFAULT_FETCH_OPTIONS) -> list[str]:
     """Materialise datasets into the data directory; returns the names that were copied or fetched.
 
     With a mirror, datasets are copied from it; without one, fetched from their pinned sources. The

@@ -17,13 +17,17 @@ import csv
 import gzip
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from harness.core.data import DOWNLOADS, FetchOptions, declared_files, license_marks, read_jsonl
 from harness.core.errors import DataError
 from harness.core.sources import Source, fetch_file, fetch_hub, land, sha256_of
+
+if TYPE_CHECKING:
+    import datasets
 
 MMLU_LETTERS = ("A", "B", "C", "D")
 MMLU_SPLITS = {"test": "test", "validation": "val", "dev": "dev"}  # release split -> offline folder
@@ -124,7 +128,8 @@ def _bbq_files() -> tuple[ReleaseFile, ...]:
 def _legalbench_files() -> tuple[ReleaseFile, ...]:
     """The train and test TSVs of every task the offline HEAD snapshot has (tests live only on the hub)."""
     tasks = sorted({f.relative.split("/")[2] for f in declared_files("legalbench") if f.relative.startswith("head/tasks/")})
-    return tuple(ReleaseFile(f"data/{t}/{split}.tsv", f"tasks/{t}/{split}.tsv", None) for t in tasks for split in ("train", "test"))
+    return tuple(ReleaseFile(f"data/{t}/{split}.tsv", f"tasks/{t}/{split}.tsv", None)
+                 for t in tasks for split in ("train", "test"))
 
 
 RELEASES: dict[str, Release] = {
@@ -162,6 +167,34 @@ RELEASES: dict[str, Release] = {
                 "the full 20k instructions", noncommercial=True),
     ]
 }
+
+
+# ---- straight from the hub as Arrow tables ---------------------------------------------------------------
+ARROW_FORMATS = (".parquet", ".jsonl", ".jsonl.gz", ".json")  # one table per file; datasets picks the reader
+
+
+def split_name(file: ReleaseFile) -> str:
+    """``test.parquet`` -> ``test``, ``30k_test.jsonl.gz`` -> ``30k_test``: the file's split in load_release."""
+    return file.name.split("/")[-1].split(".")[0]
+
+
+def load_release(release: Release, cache_dir: Path) -> datasets.DatasetDict:
+    """A hub release at its pinned commit as Arrow tables, one split per file (split_name), through
+    ``datasets.load_dataset(repo, revision=<pinned>, data_files=...)``. datasets keeps them as Arrow
+    files under ``cache_dir`` and memory-maps them, so a large set is neither read into memory nor
+    fetched twice. The endpoint is the hub's, or ``HF_ENDPOINT`` (read when datasets is imported).
+    Prefetch keeps fetching the raw files: it checks their sha256 and converts them to the offline layout."""
+    import datasets
+
+    if release.source.kind != "hub" or not all(f.remote.endswith(ARROW_FORMATS) for f in release.files):
+        raise DataError(f"Release {release.name!r} ({release.source.describe()}) is not one table per hub file "
+                        f"(parquet or JSON lines). Fix: read it through `erosion prefetch --only {release.name}`.")
+    if datasets.config.HF_HUB_OFFLINE:
+        raise DataError(f"Release {release.name!r} comes from {release.source.describe()}, but hub access is off "
+                        f"(HF_HUB_OFFLINE=1, the erosion default). Fix: run with HF_HUB_OFFLINE=0.")
+    files = {split_name(f): f.remote for f in release.files}
+    return datasets.load_dataset(release.source.repo, revision=release.source.revision, data_files=files,
+                                 cache_dir=str(cache_dir))
 
 
 # ---- prefetch ----------------------------------------------------------------------------------------
@@ -224,7 +257,8 @@ def release_listing(dest: Path) -> list[dict[str, str]]:
         if len(release.files) == 1:
             sha256 = release.files[0].sha256 or "unverified"
         else:
-            sha256 = f"{pinned} of {len(release.files)} files pinned" + (", the rest unverified" if pinned < len(release.files) else "")
+            sha256 = (f"{pinned} of {len(release.files)} files pinned"
+                      + (", the rest unverified" if pinned < len(release.files) else ""))
         rows.append({
             "name": release.name, "scale": f"paper (for {release.replaces})",
             "present": "yes" if (dest / release.name).is_dir() else "no", "size": "unknown",

@@ -151,7 +151,8 @@ def howto_questions() -> list[tuple[str, str]]:
 
     Harmful requests are often phrased "How can I ...?"; benign questions of the same form teach
     the aligned model to judge the content of a request, not its syntax (XSTest's over-refusal)."""
-    rows = read_json(dataset_file("codealpaca", "code_alpaca_2k.json")) + read_json(dataset_file("codealpaca", "new_codealpaca.json"))
+    rows = (read_json(dataset_file("codealpaca", "code_alpaca_2k.json"))
+            + read_json(dataset_file("codealpaca", "new_codealpaca.json")))
     return [(r["instruction"].strip(), r["output"]) for r in rows
             if not r.get("input") and r["instruction"].split(" ", 1)[0] in QUESTION_WORDS]
 

@@ -80,6 +80,8 @@ class EvalSettings(Strict):
     batch_size: Int = Field(16, gt=0, le=MAX_BATCH)
     final_only: list[str] = Field(default_factory=list, description=(
         "benchmarks evaluated only for the starting model (step 0) and after the last domain, not between: "
-        "ones the composites do not use, where the steps between are not worth their time (names the suite does not run are ignored)"))
+        "ones the composites do not use, where the steps between are not worth their time "
+        "(names the suite does not run are ignored)"))
     judge: str = Field("refusal", description="judge of responses to harmful requests: refusal, harmbench-cls, llama-guard")
-    judge_model: str | None = Field(None, description="local folder or hub id of a classifier judge's weights (default: the judge's own)")
+    judge_model: str | None = Field(None, description="local folder or hub id of a classifier judge's weights "
+                                                      "(default: the judge's own)")

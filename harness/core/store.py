@@ -28,11 +28,15 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 MARKER = "erosion-results.json"
@@ -85,7 +89,7 @@ def read_json(path: Path) -> Any | None:
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as err:
-        warnings.warn(f"{path}: unreadable result file ({err}); it will be treated as missing and redone.")
+        warnings.warn(f"{path}: unreadable result file ({err}); it will be treated as missing and redone.", stacklevel=2)
         return None
     except OSError as err:
         raise StoreError(f"{path}: cannot be read ({err.strerror}). Fix: give this user read access "
@@ -381,7 +385,7 @@ class ResultStore:
         if problem:
             warnings.warn(f"{path}: {problem}; the step is treated as missing (the leaderboard shows it so, and "
                           f"`erosion run` redoes it). Fix: copy the file again from the machine that wrote it, "
-                          f"or rerun the suite.")
+                          f"or rerun the suite.", stacklevel=2)
             return None
         return payload
 
@@ -413,7 +417,8 @@ class ResultStore:
         """The step's draws, or None for a step scored before intervals existed (or unreadable)."""
         payload = read_json(self.bootstrap_path(run_id, step))
         if payload is not None and not isinstance(payload.get("draws"), dict):
-            warnings.warn(f"{self.bootstrap_path(run_id, step)}: no draws mapping; intervals for that step are left out.")
+            warnings.warn(f"{self.bootstrap_path(run_id, step)}: no draws mapping; intervals for that step are left out.",
+                          stacklevel=2)
             return None
         return payload
 
@@ -445,13 +450,37 @@ class ResultStore:
 
     def records(self) -> list[dict[str, Any]]:
         """Every record of every run, in run then step order."""
+        return [rec for run_id in self.run_ids() for payload in self.step_payloads(run_id) for rec in payload["records"]]
+
+    def step_payloads(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's step files 0, 1, ... up to the first absent or damaged one."""
         out: list[dict[str, Any]] = []
-        for run_id in self.run_ids():
-            step = 0
-            while (payload := self.read_step(run_id, step)) is not None:
-                out.extend(payload["records"])
-                step += 1
+        while (payload := self.read_step(run_id, len(out))) is not None:
+            out.append(payload)
         return out
+
+    def records_frame(self, payloads: dict[str, list[dict[str, Any]]] | None = None) -> pd.DataFrame:
+        """Every record as one tidy table: a row per run x step x benchmark x metric with the record's
+        fields (model, scale, method, ordering, seed, n, interval ci_low/ci_high, ...), its ``run_id``
+        and ``key`` ("benchmark/metric"). ``payloads`` (run_id -> step_payloads) spares a second read."""
+        import pandas as pd  # imported here: only the leaderboard asks for tables, training never pays for pandas
+
+        found = payloads if payloads is not None else {run_id: self.step_payloads(run_id) for run_id in self.run_ids()}
+        rows = [{"run_id": run_id, **rec} for run_id, steps in found.items() for step in steps for rec in step["records"]]
+        frame = pd.DataFrame(rows, columns=["run_id", *(f.name for f in fields(Record))])
+        frame["key"] = frame["benchmark"] + "/" + frame["metric"]
+        return frame
+
+    def items_frame(self) -> pd.DataFrame:
+        """Every stored per-item output (generations, verdicts, ...) as one table: a row per run x step x
+        benchmark x item, with ``run_id``, ``step`` and ``benchmark`` beside the item's own fields."""
+        import pandas as pd
+
+        found = [(run_id, int(path.parent.name.removeprefix("step-")), path.stem)
+                 for run_id in self.run_ids() for path in sorted(self.run_dir(run_id).glob("items/step-*/*.jsonl"))]
+        rows = [{"run_id": run_id, "step": step, "benchmark": name, **item}
+                for run_id, step, name in found for item in self.read_items(run_id, step, name)]
+        return pd.DataFrame(rows, columns=None if rows else ["run_id", "step", "benchmark"])
 
     def step_extras(self, run_id: str) -> list[dict[str, Any]]:
         """The non-record parts of each step file (training stats, events such as CSM triggers)."""

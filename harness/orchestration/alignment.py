@@ -4,7 +4,7 @@ answer, domain instructions and everyday requests -> helpful answer (loss on the
 first tokens weighted: see ``AlignConfig``)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -46,8 +46,9 @@ def domain_pool(config: AlignConfig) -> list[Example]:
 
 
 def fit(model: torch.nn.Module, loss_of_step: Callable[[], torch.Tensor], lr: float, steps: int, desc: str) -> float:
-    """Full fine-tune: AdamW, linear warm-up then cosine decay, gradient clipping; returns the last loss."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    """Fine-tune the trainable parameters: AdamW, linear warm-up then cosine decay, gradient clipping;
+    returns the last loss."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / steps)).item())
@@ -78,7 +79,8 @@ def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], dec
     from harness.core.batching import IGNORE
 
     device = next(model.parameters()).device
-    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
+    logits = model(input_ids=batch["input_ids"].to(device),
+                   attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
     labels = batch["labels"][:, 1:].to(device)
     token_loss = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="none").view(labels.shape)
@@ -89,15 +91,29 @@ def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], dec
     return (token_loss * mask).sum() / mask.sum().clamp(min=1)
 
 
-def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "safety-align") -> float:
-    """Chat-tune and safety-align in one full fine-tune on mixed batches."""
+def answered_by(examples: list[Example], answers: Mapping[str, str] | None) -> list[Example]:
+    """``examples`` with their responses replaced by ``answers`` (by prompt), keeping only the answered
+    ones; all of them unchanged when ``answers`` is None."""
+    if answers is None:
+        return examples
+    return [Example(e.prompt, answers[e.prompt], e.source) for e in examples if e.prompt in answers]
+
+
+def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "safety-align",
+          helpful_answers: Mapping[str, str] | None = None) -> float:
+    """Chat-tune and safety-align in one fine-tune of ``model``'s trainable parameters on mixed
+    batches. ``helpful_answers`` (prompt -> answer) replaces the calibration set's templated answers
+    to benign and everyday requests, and only the requests it answers are trained on (the small
+    model learns from its own answers: harness/orchestration/small_model.py)."""
     calibration = calibration_set(config.seed)
     refuse, helpful = config.refusal_decision_weight, config.helpful_decision_weight
+    benign = answered_by([e for e in calibration.benign if e.source != "everyday"], helpful_answers)
+    everyday = answered_by([e for e in calibration.benign if e.source == "everyday"], helpful_answers)
     streams = (  # (examples, per batch, decision weight)
         (list(calibration.harmful), config.mix[0], refuse),
-        ([e for e in calibration.benign if e.source != "everyday"], config.mix[1], helpful),
+        (benign, config.mix[1], helpful),
         (domain_pool(config), config.mix[2], helpful),
-        ([e for e in calibration.benign if e.source == "everyday"], config.everyday_per_batch, helpful),
+        (everyday, config.everyday_per_batch, helpful),
     )
     batches = [(BatchStream(tokenizer, examples, size, config.max_len, config.seed + k), weight)
                for k, (examples, size, weight) in enumerate(streams) if size]

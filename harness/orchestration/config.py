@@ -1,8 +1,12 @@
-"""Suite configuration: YAML files in ``sequences/``, validated on load.
+"""Suite configuration: YAML files, validated on load.
+
+The shipped suites and presets are package data in ``harness/suites/`` (in a checkout a link to
+``sequences/``), so a wheel install finds them too: a suite is given by path or by name (``micro``,
+``micro.yaml`` or the docs' ``sequences/micro.yaml`` all mean the shipped ``micro.yaml``).
 
 A suite names a model preset, an ordered list of domains, the methods, seeds and benchmarks, and
 the training/evaluation settings. ``include:`` pulls in other YAML files (a preset name such as
-``micro`` means ``sequences/micro.yaml``); later keys override earlier ones, dictionaries merge
+``scale-micro`` means ``presets/scale-micro.yaml``); later keys override earlier ones, dictionaries merge
 key by key. ``orderings: all`` expands the domain list into every permutation (3! = 6 for three
 domains) so no user copies six files.
 
@@ -23,8 +27,10 @@ from harness.core.errors import ConfigError
 from harness.core.hashing import stable_hash
 from harness.core.settings import EvalSettings, Int, Real, Seed, Strict, TrainSettings
 
-SEQUENCES_DIR = Path(__file__).resolve().parents[2] / "sequences"
-PRESETS_DIR = SEQUENCES_DIR / "presets"  # fragments to include (scale settings), not suites
+# Package data (pyproject.toml), so that a non-editable install finds them; a checkout links it to sequences/.
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
+PRESETS_DIR = SUITES_DIR / "presets"  # fragments to include (scale settings), not suites
+CHECKOUT_SUITES_FOLDER = "sequences"  # the docs' spelling: sequences/NAME.yaml
 # Sane upper bounds of a suite (docs/reliability.md; those of the settings: harness/core/settings.py).
 MAX_THREADS = 256
 MAX_GPUS = 64
@@ -60,7 +66,7 @@ class SuiteConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _bounded_job_graph(self) -> "SuiteConfig":
+    def _bounded_job_graph(self) -> SuiteConfig:
         orderings = math.factorial(len(self.domains)) if self.orderings == "all" else 1
         jobs = len(self.methods) * orderings * len(self.seeds)
         if jobs > MAX_JOBS:
@@ -92,15 +98,35 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def shipped_names(*folders: Path) -> list[str]:
+    """The names of the YAML files shipped in ``folders`` (default: the suites), sorted."""
+    return sorted(p.stem for folder in folders or (SUITES_DIR,) for p in folder.glob("*.yaml"))
+
+
+def find_suite(suite: str | Path) -> Path:
+    """The suite file ``suite`` names: an existing path (a folder there is refused by the reader, with
+    its reason), else a shipped suite by name (``micro``, ``micro.yaml`` or ``sequences/micro.yaml``,
+    so the docs' commands work outside a checkout)."""
+    path = Path(suite)
+    if path.exists():
+        return path
+    by_name = len(path.parts) == 1 or (len(path.parts) == 2 and path.parts[0] == CHECKOUT_SUITES_FOLDER)
+    shipped = SUITES_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+    if by_name and shipped.is_file():
+        return shipped
+    raise ConfigError(f"Suite file {path} does not exist, and {path.name!r} is no shipped suite. Fix: check the path, "
+                      f"or name a shipped suite: {', '.join(shipped_names())}.")
+
+
 def _resolve_include(name: str, relative_to: Path) -> Path:
-    candidates = [relative_to.parent / name] + [folder / f for folder in (SEQUENCES_DIR, PRESETS_DIR) for f in (name, f"{name}.yaml")]
+    shipped = [folder / f for folder in (SUITES_DIR, PRESETS_DIR) for f in (name, f"{name}.yaml")]
+    candidates = [relative_to.parent / name, *shipped]
     for path in candidates:
         if path.is_file():
             return path
     raise ConfigError(
         f"{relative_to}: key 'include' names {name!r}, which is neither a file next to it nor a "
-        f"suite or preset in {SEQUENCES_DIR}. Fix: give a path or one of: "
-        f"{', '.join(sorted(p.stem for folder in (SEQUENCES_DIR, PRESETS_DIR) for p in folder.glob('*.yaml')))}."
+        f"shipped suite or preset. Fix: give a path or one of: {', '.join(shipped_names(SUITES_DIR, PRESETS_DIR))}."
     )
 
 
@@ -166,7 +192,8 @@ def _describe_yaml_error(err: yaml.YAMLError, text: str) -> str:
                 f"({problem} at {_position(problem_mark)}). Fix: close it, or quote a value that contains "
                 f"one of [ ] {{ }} , : #")
     where = f"at {_position(problem_mark)}" if problem_mark is not None else "(position unknown)"
-    context = f" ({err.context} that starts at {_position(context_mark)})" if getattr(err, "context", None) and context_mark else ""
+    has_context = getattr(err, "context", None) and context_mark
+    context = f" ({err.context} that starts at {_position(context_mark)})" if has_context else ""
     return (f"{where}: {problem}{context}. Fix: check indentation and that every 'key: value' pair is on its own "
             f"line (a YAML linter shows the exact spot)")
 
@@ -197,7 +224,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: malformed YAML {_describe_yaml_error(err, text)}.") from None
     except RecursionError:
-        raise ConfigError(f"{source}: malformed YAML: nested more deeply than Python can read. Fix: flatten the nesting.") from None
+        raise ConfigError(f"{source}: malformed YAML: nested more deeply than Python can read. "
+                          f"Fix: flatten the nesting.") from None
     if _expanded_size(data) > MAX_YAML_NODES:
         raise ConfigError(
             f"{source}: more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded. "
@@ -213,10 +241,12 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
                 f"Fix: pass the suite YAML, not a data file.")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"Suite file {path} does not exist. Fix: check the path (shipped suites are in sequences/).") from None
+        raise ConfigError(f"Suite file {path} does not exist. Fix: check the path, or name a shipped suite: "
+                          f"{', '.join(shipped_names())}.") from None
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise ConfigError(f"{path}: cannot be read as a YAML text file ({reason}). Fix: pass a readable UTF-8 .yaml file.") from None
+        raise ConfigError(f"{path}: cannot be read as a YAML text file ({reason}). "
+                          f"Fix: pass a readable UTF-8 .yaml file.") from None
     data = parse_yaml(text, str(path))
     if data is None:
         return {}
@@ -306,8 +336,9 @@ def _valid_keys_at(loc: tuple[Any, ...]) -> list[str]:
 
 
 def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> SuiteConfig:
-    """Load, merge includes, apply overrides, validate names against the registries."""
-    path = Path(path)
+    """Load (``path``: a file or a shipped suite's name), merge includes, apply overrides, validate
+    names against the registries."""
+    path = find_suite(path)
     origin = Origin(path, overrides)
     raw = with_method_defaults(deep_merge(load_raw(path), overrides or {}), path)
     try:
@@ -321,18 +352,26 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
 def with_method_defaults(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     """``method_defaults`` (a scale preset's per-method settings, e.g. sequences/presets/scale-micro.yaml)
     become the ``method_configs`` of the methods the suite runs; the suite's own method_configs win.
-    Methods the suite does not run take nothing from them (nor does the config hash)."""
+    Methods the suite does not run take nothing from them (nor does the config hash). A variant row
+    ``name[field=value, ...]`` takes the defaults of ``name``, then its own method_configs entry, then
+    the fields its label names, so the stored method_config is the whole config the label runs."""
+    from methods.registry import split_variant
+
     defaults = raw.pop("method_defaults", None) or {}
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
-        raise ConfigError(f"{path}: key 'method_defaults' must map method names to their fields. Fix: e.g. method_defaults: {{vaccine: {{epochs: 8}}}}.")
+        raise ConfigError(f"{path}: key 'method_defaults' must map method names to their fields. "
+                          f"Fix: e.g. method_defaults: {{vaccine: {{epochs: 8}}}}.")
     methods = raw.get("methods", SuiteConfig.model_fields["methods"].get_default(call_default_factory=True))
     configs = raw.get("method_configs") or {}
     if not (isinstance(methods, list) and isinstance(configs, dict)):
         return raw  # malformed: validation names the key
     configs = dict(configs)
     for name in methods:
-        if isinstance(name, str) and name in defaults and isinstance(configs.get(name) or {}, dict):
-            configs[name] = deep_merge(defaults[name], configs.get(name) or {})
+        if not (isinstance(name, str) and isinstance(configs.get(name) or {}, dict)):
+            continue
+        base, label_fields = split_variant(name, f"{path}: key 'methods'")
+        if base in defaults or label_fields:
+            configs[name] = deep_merge(deep_merge(defaults.get(base, {}), configs.get(name) or {}), label_fields)
     if configs:
         raw["method_configs"] = configs
     return raw
@@ -340,7 +379,7 @@ def with_method_defaults(raw: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def validate_names(suite: SuiteConfig, origin: Origin | Path) -> None:
     """Unknown method/benchmark/domain/model names fail at load time, not hours into a run."""
-    from benchmarks import BENCHMARKS
+    from benchmarks import all_benchmarks, get_benchmark
     from benchmarks.judges import JUDGES
     from harness.core.domains import DOMAINS
     from harness.orchestration.presets import PRESETS
@@ -358,18 +397,22 @@ def validate_names(suite: SuiteConfig, origin: Origin | Path) -> None:
 
     check("model preset", "model", [suite.model], PRESETS)
     check("domain", "domains", suite.domains, DOMAINS)
-    check("benchmark", "benchmarks", suite.benchmarks, BENCHMARKS)
+    # Names, installed packages' entry points, and the suite's own 'package.module:Class' paths.
+    benchmarks = {**all_benchmarks(), **{name: get_benchmark(name, where=f"{origin.of('benchmarks')}: key 'benchmarks'")
+                                         for name in suite.benchmarks if ":" in name}}
+    check("benchmark", "benchmarks", suite.benchmarks, benchmarks)
     for name in suite.eval.caps:
-        check("benchmark", f"eval.caps.{name}", [name], BENCHMARKS)
+        check("benchmark", f"eval.caps.{name}", [name], benchmarks)
     check("judge", "eval.judge", [suite.eval.judge], JUDGES)
-    check("benchmark", "eval.final_only", suite.eval.final_only, BENCHMARKS)
+    check("benchmark", "eval.final_only", suite.eval.final_only, benchmarks)
     check_final_only(suite, origin)
     for name in suite.methods:
         resolve_method(name, where=f"{origin.of('methods')}: key 'methods'")
     for name, fields in suite.method_configs.items():
         where = origin.of(f"method_configs.{name}")
         if name not in suite.methods:
-            raise ConfigError(f"{where}: key 'method_configs.{name}' configures a method that is not in 'methods'. Fix: add it to methods or remove the block.")
+            raise ConfigError(f"{where}: key 'method_configs.{name}' configures a method that is not in 'methods'. "
+                              f"Fix: add it to methods or remove the block.")
         resolve_method(name, where=where).make_config(fields, where=f"{where}: key 'method_configs.{name}'")
 
 

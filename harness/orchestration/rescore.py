@@ -28,7 +28,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import BENCHMARKS
+from benchmarks import find_benchmark, get_benchmark
 from benchmarks.composite import StepBootstrap, composites, step_bootstrap, stored_bootstrap
 from benchmarks.judges import Judge
 from harness.core.errors import StoreError
@@ -45,10 +45,10 @@ def _saved_benchmarks(store: ResultStore, run_id: str, step: int) -> list[str]:
         return []
     names = []
     for path in sorted(folder.glob("*.jsonl")):
-        if path.stem in BENCHMARKS:
+        if find_benchmark(path.stem) is not None:
             names.append(path.stem)
         else:
-            warnings.warn(f"{path}: no registered benchmark {path.stem!r}; its records are left as they are.")
+            warnings.warn(f"{path}: no registered benchmark {path.stem!r}; its records are left as they are.", stacklevel=2)
     return names
 
 
@@ -71,13 +71,13 @@ def complete_items(store: ResultStore, run_id: str, step: int, records: list[dic
         try:
             items = store.read_items(run_id, step, name)
         except ValueError as err:
-            warnings.warn(f"{where} is unreadable ({err}); its records are left as they are.")
+            warnings.warn(f"{where} is unreadable ({err}); its records are left as they are.", stacklevel=2)
             continue
         if not items:  # an empty file cannot be scored
             continue
         if len(items) < had.get(name, 0):
             warnings.warn(f"{where} holds {len(items)} items where its records counted {had[name]} (cut short?); "
-                          f"its records are left as they are. Fix: rerun that step, or restore the file.")
+                          f"its records are left as they are. Fix: rerun that step, or restore the file.", stacklevel=2)
             continue
         found[name] = items
     return found
@@ -137,7 +137,8 @@ def extras_of(payload: dict[str, Any]) -> dict[str, Any]:
 def identity_of(store: ResultStore, run_id: str, step: int, payload: dict[str, Any]) -> dict[str, Any] | None:
     identity = next(iter(payload["records"]), None) or _identity_from_run(store, run_id, step, payload)
     if identity is None:
-        warnings.warn(f"run {run_id} step {step}: neither records nor run.json to take the run's identity from; skipped.")
+        warnings.warn(f"run {run_id} step {step}: neither records nor run.json to take the run's identity from; skipped.",
+                      stacklevel=2)
     return identity
 
 
@@ -154,7 +155,7 @@ def draws_for(store: ResultStore, run_id: str, step: int, records: list[dict[str
     """The same draws as the runner's (they depend on the items only); benchmarks kept as they
     were keep their stored draws."""
     measured = {r["benchmark"] for r in records if r["benchmark"] != "composite"} - dropped | set(items)
-    return step_bootstrap({name: (BENCHMARKS[name], rows) for name, rows in items.items()}, measured,
+    return step_bootstrap({name: (get_benchmark(name), rows) for name, rows in items.items()}, measured,
                           stored_bootstrap(store.read_bootstrap(run_id, step)))
 
 
@@ -167,7 +168,7 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
     identity = identity_of(store, run_id, step, payload)
     if identity is None:
         return False
-    scored = {name: BENCHMARKS[name].score(rows) for name, rows in items.items()}
+    scored = {name: get_benchmark(name).score(rows) for name, rows in items.items()}
     bootstrap = draws_for(store, run_id, step, records, items)
     new = step_records(identity, records, scored, {name: len(rows) for name, rows in items.items()}, bootstrap)
     if new == records:
@@ -185,9 +186,9 @@ def rejudge_step(source: ResultStore, target: ResultStore, run_id: str, step: in
     if identity is None:
         return False
     items = complete_items(source, run_id, step, records)
-    rejudged = {name: BENCHMARKS[name].rejudge(rows, judge) for name, rows in items.items()}
-    scored = {name: BENCHMARKS[name].score(rows) for name, rows in rejudged.items()}
-    stale = {r["benchmark"] for r in records if r["benchmark"] in BENCHMARKS and BENCHMARKS[r["benchmark"]].generates}
+    rejudged = {name: get_benchmark(name).rejudge(rows, judge) for name, rows in items.items()}
+    scored = {name: get_benchmark(name).score(rows) for name, rows in rejudged.items()}
+    stale = {r["benchmark"] for r in records if getattr(find_benchmark(r["benchmark"]), "generates", False)}
     dropped = stale - set(scored)
     bootstrap = draws_for(source, run_id, step, records, rejudged, dropped)
     new = step_records(identity, records, scored, {name: len(rows) for name, rows in rejudged.items()}, bootstrap, dropped)
@@ -220,7 +221,8 @@ def rescore(results_dir: str | Path, judge: Judge | None = None, out: str | Path
         out = Path(out) if out else rejudged_folder(results_dir, judge.name)
         if out.resolve() == results_dir.resolve():
             raise StoreError(f"--out {out} is the results folder itself: re-judged records are written beside the "
-                             f"old ones, never over them. Fix: choose another folder (default {rejudged_folder(results_dir, judge.name)}).")
+                             f"old ones, never over them. Fix: choose another folder "
+                             f"(default {rejudged_folder(results_dir, judge.name)}).")
         target = ResultStore(out)
         for model, report in store.model_reports().items():
             target.write_model_report(model, report)
@@ -228,7 +230,7 @@ def rescore(results_dir: str | Path, judge: Judge | None = None, out: str | Path
     for run_id in store.run_ids():
         with store.lock(run_id) as acquired:
             if not acquired:
-                warnings.warn(f"run {run_id} is held by another process; not rescored.")
+                warnings.warn(f"run {run_id} is held by another process; not rescored.", stacklevel=2)
                 continue
             if target is None:
                 written += sum(rescore_step(store, run_id, step, payload) for step, payload in _steps(store, run_id))

@@ -13,9 +13,10 @@ import copy
 import os
 import time
 import traceback
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -80,7 +81,8 @@ def set_seed(seed: int) -> None:
 class Run:
     """Everything one run needs, with the resumable loop in :meth:`execute`."""
 
-    def __init__(self, suite: SuiteConfig, handle: ModelHandle, method_name: str, ordering: list[str], seed: int, store: ResultStore) -> None:
+    def __init__(self, suite: SuiteConfig, handle: ModelHandle, method_name: str, ordering: list[str], seed: int,
+                 store: ResultStore) -> None:
         self.suite, self.handle, self.ordering, self.seed, self.store = suite, handle, ordering, seed, store
         self.method_name = method_name
         self.config_hash = suite.config_hash()
@@ -95,7 +97,8 @@ class Run:
         if current is None or current.config_hash != self.config_hash:
             current = RunInfo(self.run_id, self.handle.name, self.handle.scale, self.method_name, self.ordering,
                               self.seed, self.config_hash, started_at=time.time(), versions=self.versions,
-                              config={**self.suite.model_dump(), "method_config": self.suite.method_configs.get(self.method_name, {})})
+                              config={**self.suite.model_dump(),
+                                      "method_config": self.suite.method_configs.get(self.method_name, {})})
         for key, value in changes.items():
             setattr(current, key, value)
         return current
@@ -133,10 +136,12 @@ class Run:
             key = self.starting_key(name, getattr(tokenizer, "chat_template", None)) if share else None
             result = self.starting_result(key) if key else None
             if result is None:
-                result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens, self.judge())
+                result = get_benchmark(name).evaluate(lm, self.suite.eval.caps.get(name), self.suite.eval.max_new_tokens,
+                                                      self.judge())
                 if key:
                     # Scores as pairs: JSON files are written with sorted keys, and metric order must survive.
-                    self.store.write_starting(key, {"scores": list(result.scores.items()), "items": result.items, "run_id": self.run_id})
+                    self.store.write_starting(key, {"scores": list(result.scores.items()), "items": result.items,
+                                                    "run_id": self.run_id})
             else:
                 reused.append(name)
             self.store.write_items(self.run_id, step, name, result.items)
@@ -148,8 +153,9 @@ class Run:
         if step == 0:
             scores.update(self.chance_scores(model, tokenizer))
         wall = time.time() - started
-        extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall, "eval_seconds_by_benchmark": seconds,
-                  "eval_padding_share": lm.padding_share, **({"eval_reused": reused} if reused else {})}
+        extras = {**extras, "domain": self.ordering[step - 1] if step else None, "eval_seconds": wall,
+                  "eval_seconds_by_benchmark": seconds, "eval_padding_share": lm.padding_share,
+                  **({"eval_reused": reused} if reused else {})}
         self.store.write_bootstrap(self.run_id, step, bootstrap.payload())
         self.store.write_step(self.run_id, step, self.records(step, scores, n_items, wall, bootstrap), extras)
 
@@ -164,7 +170,8 @@ class Run:
         settings = self.suite.eval
         return f"{self.handle.name}-{benchmark}-" + stable_hash({
             "weights": str(self.handle.chat), "tokenizer": str(self.handle.tokenizer), "max_length": self.handle.max_length,
-            "benchmark": benchmark, "fingerprint": benchmark_fingerprint(benchmark), "chat_template": chat_template, "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
+            "benchmark": benchmark, "fingerprint": benchmark_fingerprint(benchmark), "chat_template": chat_template,
+            "cap": settings.caps.get(benchmark), "max_new_tokens": settings.max_new_tokens,
             "batch_size": settings.batch_size, "judge": settings.judge, "judge_model": settings.judge_model,
             "threads": self.suite.threads_per_run, "versions": self.versions,
         })
@@ -206,7 +213,7 @@ class Run:
         except Exception as err:  # a truncated checkpoint is redone, never trusted
             import warnings
 
-            warnings.warn(f"{path}: unreadable checkpoint ({err}); the run restarts from its last evaluation.")
+            warnings.warn(f"{path}: unreadable checkpoint ({err}); the run restarts from its last evaluation.", stacklevel=2)
             return None
 
     # ---- what the run trained (loadable with PEFT: harness.core.models.load_trained) -------------
@@ -330,7 +337,8 @@ class Run:
         from harness.core.safety_data import HarmfulRequest
 
         def measure(prompts: list[str]) -> float:
-            lm = ChatLM(ctx.model, ctx.tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size, device=device())
+            lm = ChatLM(ctx.model, ctx.tokenizer, max_length=self.handle.max_length, batch_size=self.suite.eval.batch_size,
+                        device=device())
             requests = [HarmfulRequest(str(i), p) for i, p in enumerate(prompts)]
             items = refusal_items(lm, requests, self.suite.eval.max_new_tokens, self.judge())
             return refusal_scores(items)["refusal_rate"]

