@@ -22,9 +22,10 @@ import math
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -182,7 +183,7 @@ def with_composite(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     per step (c_0 - c_T) / T, acceleration (slope of the per-step losses) and retention 100 c_T / c_0."""
     headline = values[values["key"] == HEADLINE].pivot_table(index="run_id", columns="step", values="value", aggfunc="last")
     composite = [headline.reindex(index=[run_id], columns=range(n + 1)).iloc[0].to_numpy(dtype=float)
-                 for run_id, n in zip(runs["run_id"], runs["n_steps"])]
+                 for run_id, n in zip(runs["run_id"], runs["n_steps"], strict=True)]
     start = pd.Series([c[0] for c in composite], index=runs.index, dtype=float)
     final = pd.Series([c[-1] for c in composite], index=runs.index, dtype=float)
     return runs.assign(composite_by_step=[[optional(float(v)) for v in c] for c in composite], start=start, final=final,
@@ -238,7 +239,7 @@ def model_reports(store: ResultStore) -> dict[str, dict[str, Any]]:
     for name, report in store.model_reports().items():
         if not isinstance(report, dict):
             warnings.warn(f"{store.root / 'models' / (name + '.json')}: holds a {type(report).__name__}, not a "
-                          f"model report; left out. Fix: delete it (the next `erosion run` writes it again).")
+                          f"model report; left out. Fix: delete it (the next `erosion run` writes it again).", stacklevel=2)
             continue
         report = finite(report)
         report["checks"] = [c for c in listed(report.get("checks")) if isinstance(c, dict)]
@@ -300,7 +301,7 @@ def method_rows(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     rows["absent"] = rows["absent"].fillna("missing")
     rows["config_hashes"] = [h if isinstance(h, list) else [] for h in rows["config_hashes"]]
     rows["seeds_missing"] = [len(want - (have if isinstance(have, set) else set()))
-                             for want, have in zip(rows["seeds"], rows["run_seeds"])]
+                             for want, have in zip(rows["seeds"], rows["run_seeds"], strict=True)]
     rows["status"] = [status_text(row) for row in rows.itertuples()]
     rows["accelerates"] = [None if math.isnan(a) else bool(a > 0) for a in rows["acceleration"]]
     rows["n_steps"] = rows["ordering"].str.count(">") + 1
@@ -325,7 +326,7 @@ def with_steps(rows: pd.DataFrame, values: pd.DataFrame, final_step: bool) -> pd
     rows["metrics"] = [by_row.get(k, {}) for k in index]
     rows["composite_by_step"] = [[optional(steps.get(k, {}).get(s)) for s in range(n + 1)] if final_step
                                  else [optional(steps.get(k, {}).get(0))] + [None] * n
-                                 for k, n in zip(index, rows["n_steps"])]
+                                 for k, n in zip(index, rows["n_steps"], strict=True)]
     return rows
 
 
@@ -495,9 +496,10 @@ def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values:
     pooled = {method: pooled_draws(steps, f"{rows[0].ordering}|{method}") for method, steps in draws.items()}
     reference = next((row for row in methods if row.method == REFERENCE_METHOD), None)
     ranked = [row for row in methods if row.final_mean is not None]
-    vs_next = {row.method: comparison(row, below, draws, pooled) for row, below in zip(ranked, ranked[1:])}
+    vs_next = {row.method: comparison(row, below, draws, pooled) for row, below in zip(ranked, ranked[1:], strict=False)}
     ranks = dict(zip((row.method for row in ranked),
-                     tie_ranks([True] + [bool(c and c.significant) for c in (vs_next[r.method] for r in ranked[:-1])])))
+                     tie_ranks([True] + [bool(c and c.significant) for c in (vs_next[r.method] for r in ranked[:-1])]),
+                     strict=True))
     out = {}
     for row in rows:
         intervals = {key: found for key, values in pooled[row.method].items() if (found := interval(values)) is not None}

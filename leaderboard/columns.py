@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -122,7 +123,7 @@ def text_table(table: Table) -> str:
     headers, cells = table.shown("terminal")
     grid = [headers] + [[cell.text for cell in row] for row in cells]
     widths = [max(len(line[i]) for line in grid) for i in range(len(headers))]
-    lines = ["  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths)))
+    lines = ["  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths, strict=True)))
              for line in grid]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join([table.title, *lines])

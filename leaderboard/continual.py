@@ -24,8 +24,8 @@ when nothing is left (undefined, never 0). Torch-free: reads the frames of ``lea
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -173,5 +173,5 @@ def utility_frame(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
             retained = methods["learning_retained"].map(lambda s: s["mean"]).astype(float)
             methods = methods.assign(_none=retained.isna(), _neg=-retained).sort_values(["_none", "_neg", "method"])
             for row in [start_row(group), *methods.drop(columns=["_none", "_neg"]).to_dict("records")]:
-                rows.append({**dict(zip(TABLE, table)), **about, **row})
+                rows.append({**dict(zip(TABLE, table, strict=True)), **about, **row})
     return pd.DataFrame(rows)

@@ -6,8 +6,9 @@ They are shown (Markdown, HTML); the JSON stores their rows as data (leaderboard
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from leaderboard.aggregate import Board
 from leaderboard.columns import DASH, SHOWN, Cell, Column, Table, mean_sd_cell, number, text_cell
@@ -159,7 +160,7 @@ def matrix_tables(board: Board) -> list[Table]:
     tables = []
     for (model, scale, ordering, measure), rows, domains, digits in utility_groups(board):
         body = [SimpleNamespace(method=row.method, after=label, t=t, values=values) for row in rows
-                for t, (label, values) in enumerate(zip(["start", *(f"after {d}" for d in domains)], row.matrix))]
+                for t, (label, values) in enumerate(zip(["start", *(f"after {d}" for d in domains)], row.matrix, strict=False))]
         columns = [METHOD, shown("after", "After", lambda r: Cell(r.after, r.t)),
                    *(shown(d, d, lambda r, i=i, places=digits: number(r.values[i], "missing", places))
                      for i, d in enumerate(domains))]

@@ -54,7 +54,7 @@ def is_headline(plot: Plot) -> bool:
 
 def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Section]:
     """One section per (model, scale) with runs, plus models that only have a report so far."""
-    scopes = set(zip(board.runs["model"], board.runs["scale"]))
+    scopes = set(zip(board.runs["model"], board.runs["scale"], strict=True))
     with_runs = {model for model, _ in scopes}
     scopes |= {(m, str(r.get("scale", "unknown"))) for m, r in board.reports.items() if m not in with_runs}
     tables = {heading: make(board) for heading, make in GROUPS.items() if heading == MAIN_GROUP or not compact}
@@ -72,7 +72,7 @@ def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Sec
 def date(timestamp: float | None) -> str:
     if not timestamp:
         return "unknown"
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def metadata(board: Board) -> list[tuple[str, str]]:

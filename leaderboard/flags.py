@@ -16,7 +16,7 @@ Plain data in, strings out (no torch): the leaderboard and ``erosion evaluate`` 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 CHANCE_PREFIX = "chance:"  # records of a benchmark's chance level (benchmarks/chance.py writes them)
 DEGENERATE_LIMIT = 20.0  # % of responses; micro-chat and a healthy model sit far below

@@ -30,6 +30,20 @@ ABSENT_WORDS = ("failed", "missing", "running")
 ASSETS = Path(__file__).resolve().parent  # page.css, page.js, samples.css, samples.js: inlined into the pages
 
 
+def page_head(title: str, css: str) -> str:
+    """A self-contained page's opening, up to and including ``<body>`` (no network: inline styles, no favicon)."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<link rel="icon" href="data:,">
+<style>{css}</style>
+</head>
+<body>"""
+
+
 def asset(name: str) -> str:
     return (ASSETS / name).read_text(encoding="utf-8")
 
@@ -39,7 +53,7 @@ def table_html(table: Table, css: str = "sortable", key: str | None = None, comp
     headers, rows = table.shown("html", compact)
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
     body = []
-    for cells, pinned in zip(rows, table.pinned or [False] * len(rows)):
+    for cells, pinned in zip(rows, table.pinned or [False] * len(rows), strict=True):
         tds = "".join(cell_html(cell) for cell in cells)
         body.append(f'<tr class="pinned">{tds}</tr>' if pinned else f"<tr>{tds}</tr>")
     caption = compact_caption(table) if compact else table.caption
@@ -143,16 +157,7 @@ def page(board: Board, sections: list[Section]) -> str:
     """The whole page as one string."""
     body = "\n".join(section_html(s, board.reports.get(s.model) or {}) for s in sections) \
         or "<p>No runs and no model reports in this folder yet.</p>"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>erosion-bench leaderboard</title>
-<link rel="icon" href="data:,">
-<style>{asset("page.css")}</style>
-</head>
-<body>
+    return f"""{page_head("erosion-bench leaderboard", asset("page.css"))}
 <h1>erosion-bench leaderboard</h1>
 <p>Headline: {escape(HEADLINE_FORMULA)}. Click a column header to sort.</p>
 <p><a href="{SAMPLES_PAGE}">Every generation (request, response, verdict, refusal NLL), filtered and side by side:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ def safety_utility_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[s
     )
     start_safety = optional(mine.loc[(mine["key"] == HEADLINE) & (mine["step"] == 0), "value"].mean())
     fig, axes = grid(len(panels), 2, 5.2, 4.2)
-    for ax, (label, x, start_x, empty) in zip(axes, panels):
+    for ax, (label, x, start_x, empty) in zip(axes, panels, strict=False):
         points = finished[["method", "final"]].assign(x=x).dropna()
         draw_safety_panel(ax, points, method_colors(runs), (label, empty))
         draw_start(ax, start_x, start_safety)
@@ -130,7 +130,7 @@ def trajectory_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, 
     colors = method_colors(runs)
     orderings = sorted(runs.loc[runs["usable"], "ordering"].unique())
     fig, axes = grid(len(orderings), 3, 4.6, 3.4)
-    for ax, ordering in zip(axes, orderings):
+    for ax, ordering in zip(axes, orderings, strict=False):
         steps = ordering.split(">")
         for method, band in (bands.loc[ordering].groupby(level="method") if ordering in bands.index else []):
             x, y, sd = band.index.get_level_values("step"), band["mean"].to_numpy(), band["std"].to_numpy()
@@ -189,7 +189,7 @@ def benchmark_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, s
     colors = method_colors(runs)
     methods = sorted(values["method"].unique())
     fig, axes = grid(len(keys), 4, 3.3, 2.9)
-    for ax, (key, label) in zip(axes, keys):
+    for ax, (key, label) in zip(axes, keys, strict=False):
         bars = [("start", start.reindex([key]).iloc[0], (0.6, 0.6, 0.6, 1.0))]
         bars += [(m, final.reindex([(key, m)]).iloc[0], colors[m]) for m in methods]
         for x, (_, (value, sd), color) in enumerate(bars):
@@ -238,7 +238,7 @@ def spectrum_plot(spectra: pd.DataFrame, about: tuple[str, str, str], path: Path
     fig, axes = grid(len(layers) + 1, 3, 3.6, 2.9)
     draw_mass(axes[0], summary, {kind: optional(found["k90"].mean()) for kind, found in kinds.items()},
               f"mean over {len(layers)} layers", by_trace)
-    for ax, layer in zip(axes[1:], layers):
+    for ax, layer in zip(axes[1:], layers, strict=False):
         k90 = {kind: optional(found.loc[found["layer"] == layer, "k90"].mean()) for kind, found in kinds.items()}
         draw_mass(ax, curves[layer], k90, layer, by_trace)
     title = f"Fisher spectrum, {method} — {scope(model, scale)}"
@@ -275,7 +275,7 @@ def cumulative_mass(eigenvalues: Iterable[list[float]], traces: Iterable[float],
     """Mean cumulative eigenvalue share over spectra cut to their common length, each divided by
     its tr(F) (``by_trace``) or else by its own top-k sum."""
     curves = []
-    for values, trace in zip(eigenvalues, traces):
+    for values, trace in zip(eigenvalues, traces, strict=False):
         top = np.sort(np.abs(np.asarray(values, dtype=float)))[::-1]
         total = trace if by_trace and trace > 0 else top.sum()
         if total > 0:

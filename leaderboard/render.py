@@ -57,7 +57,8 @@ def check_out_dir(out: Path, given: bool) -> None:
     """Refuse, before writing anything, an output folder that is a file or cannot be written."""
     reason = unwritable_reason(out)
     if reason:
-        fix = "pass another folder with --out" if given else "pass a writable folder with --out (the results folder itself may stay read-only)"
+        fix = ("pass another folder with --out" if given
+               else "pass a writable folder with --out (the results folder itself may stay read-only)")
         raise StoreError(f"Leaderboard output folder {out}: {reason}. Fix: {fix}.")
 
 

@@ -16,7 +16,7 @@ from html import escape
 import pandas as pd
 
 from harness.core.store import ResultStore
-from leaderboard.html import SAMPLES_PAGE, asset
+from leaderboard.html import SAMPLES_PAGE, asset, page_head
 
 # Fields of a generation on the page; a benchmark's item may lack some (HumanEval has no verdict).
 FIELDS = ["run_id", "model", "scale", "method", "ordering", "seed", "step", "after", "benchmark", "id", "prompt", "output",
@@ -32,7 +32,7 @@ def generations(store: ResultStore, runs: pd.DataFrame) -> list[dict[str, object
         return []
     found = items[items["output"].notna()].merge(runs[["run_id", "model", "scale", "method", "ordering", "seed"]], on="run_id")
     found["after"] = [domains[step - 1] if 0 < step <= len(domains) else ""
-                      for domains, step in zip(found["ordering"].str.split(">"), found["step"])]
+                      for domains, step in zip(found["ordering"].str.split(">"), found["step"], strict=True)]
     table = found.reindex(columns=FIELDS).sort_values(["method", "ordering", "seed", "step", "benchmark", "id"], kind="stable")
     return json.loads(table.to_json(orient="records"))
 
@@ -54,16 +54,7 @@ def page(items: list[dict[str, object]], results: str) -> str:
     listing = ["Method", "Ordering", "Seed", "Step", "Benchmark", "Item", "Request", "Response", "Verdict",
                "Degenerate reason", "Refusal NLL"]
     compare = ["Ordering", "Seed", "Step", "Benchmark", "Item", "Request", "Response A", "Verdict A", "Response B", "Verdict B"]
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>erosion-bench generations</title>
-<link rel="icon" href="data:,">
-<style>{asset("page.css")}{asset("samples.css")}</style>
-</head>
-<body>
+    return f"""{page_head("erosion-bench generations", asset("page.css") + asset("samples.css"))}
 <h1>erosion-bench generations</h1>
 <p>Every stored generation of the current runs in {escape(results)}: request, response, the judge's verdict, the
 degenerate detector's reason and the refusal NLL. Filter below; compare two methods on the same items further down.</p>

@@ -6,7 +6,8 @@ final composite. Every table names the scale and model that produced it in its t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -46,7 +47,8 @@ FLAGS_NOTE = (f"Flags: the composite of a flagged row is not measuring behaviour
               f"of a generation-judged benchmark's responses are broken text; bbq_at_chance = BBQ disambiguated accuracy "
               f"at or below chance + {CHANCE_MARGIN:g}). ")
 CHANCE_NOTE = ("Row 'chance (uniform model)': what the starting model with every weight set to 0 (a uniform next-token "
-               "distribution) scores with the same prompts, caps and judge; a column where a method sits at it carries no signal. ")
+               "distribution) scores with the same prompts, caps and judge; a column where a method sits at it carries "
+               "no signal. ")
 CHANCE_ROW = "chance (uniform model)"
 ONE_SEED_TITLE = " (ONE seed per method: intervals cover evaluation items only)"
 ONE_SEED_NOTE = ("One seed per method: the intervals cover the evaluation items only, not training-seed "

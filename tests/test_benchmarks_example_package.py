@@ -3,13 +3,11 @@ environment), found through the `erosion_bench.benchmarks` entry point group and
 also named by its 'module:Class' path without installing, and scored by hand."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_methods_support import TINY_SUITE
+from test_methods_support import TINY_SUITE, install_example
 
 from benchmarks import all_benchmarks, get_benchmark
 from harness.core.errors import ConfigError
@@ -23,12 +21,7 @@ ONLY_SUMS = {"benchmarks": ["sums"], "eval": {"caps": {"sums": 4}, "final_only":
 
 
 def test_installed_example_benchmark_runs_through_the_runner(tiny_world, tmp_path, monkeypatch):
-    source = shutil.copytree(EXAMPLE, tmp_path / "src")  # build there: no build/ or egg-info in the checkout
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(source)], check=True)
-    monkeypatch.syspath_prepend(str(target))
-    monkeypatch.delitem(sys.modules, "erosion_example_benchmark", raising=False)
+    install_example(EXAMPLE, tmp_path, monkeypatch, "erosion_example_benchmark")
 
     assert "sums" in all_benchmarks()
     assert type(get_benchmark("sums")).__module__ == "erosion_example_benchmark"

@@ -119,11 +119,16 @@ def test_objects_and_patches_in_the_program_cannot_satisfy_the_test(program):
     assert not run_check(Check(program, "def check(c):\n    assert c() == 2\n", "f"), FAST).passed
 
 
+# Wall-clock slack for a loaded 2-core machine (interpreter start, other jobs): these tests check that
+# a runaway program is stopped, not how fast; the speed targets are `make bench`'s.
+SLACK_S = 10.0
+
+
 def test_endless_loop_times_out_within_the_limit():
     started = time.monotonic()
     result = run("while True:\n    pass\n")
     assert not result.passed and result.status == "timed out"
-    assert time.monotonic() - started < FAST.timeout_s + 2.0
+    assert time.monotonic() - started < FAST.timeout_s + SLACK_S
 
 
 def test_endless_loop_that_swallows_signals_is_killed():
@@ -132,7 +137,7 @@ def test_endless_loop_that_swallows_signals_is_killed():
     started = time.monotonic()
     result = run(program)
     assert not result.passed and result.status == "timed out"
-    assert time.monotonic() - started < FAST.timeout_s + FAST.grace_s + 2.0
+    assert time.monotonic() - started < FAST.timeout_s + FAST.grace_s + SLACK_S
 
 
 def _layers(name: str) -> Limits:
@@ -229,7 +234,7 @@ def test_fork_bomb_is_contained(guards, request):
     started = time.monotonic()
     result = run(bomb, FAST if guards else NATIVE)
     assert not result.passed
-    assert time.monotonic() - started < FAST.timeout_s + FAST.grace_s + 2.0
+    assert time.monotonic() - started < FAST.timeout_s + FAST.grace_s + SLACK_S
     if result.isolation.get("fresh_uid"):
         assert live_processes({result.isolation["uid"]}) == []
 

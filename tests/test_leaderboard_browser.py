@@ -9,8 +9,9 @@ Playwright drives the system browser, so no ``playwright install`` download is n
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import leaderboard_fixture as fx
 import pytest
@@ -183,7 +184,7 @@ def test_viewer_filters_standard_lora_after_code_to_its_non_refusals(viewer: tup
     tab.select_option("#filter-step", "after code")
     assert len(listed(tab, 1)) == 8 and set(listed(tab, 1)) == {"standard_lora"}
     tab.select_option("#filter-verdict", "not refusal")
-    assert sorted(zip(listed(tab, 4), listed(tab, 6), listed(tab, 9))) == [
+    assert sorted(zip(listed(tab, 4), listed(tab, 6), listed(tab, 9), strict=True)) == [
         ("1 · after code", "hb-0", "compliance"), ("3 · after code", "hb-0", "degenerate"),
         ("3 · after code", "hb-1", "compliance"), ("3 · after code", "hb-2", "compliance")]
     assert "lock lock lock" in listed(tab, 8)[listed(tab, 9).index("degenerate")]

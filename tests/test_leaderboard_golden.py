@@ -54,7 +54,7 @@ def differences(expected: Any, found: Any, where: str = "") -> list[str]:
     if isinstance(expected, list) and isinstance(found, list):
         if len(expected) != len(found):
             return [f"{where}: {len(expected)} items in golden, {len(found)} now"]
-        return [d for i, (e, f) in enumerate(zip(expected, found)) for d in differences(e, f, f"{where}[{i}]")]
+        return [d for i, (e, f) in enumerate(zip(expected, found, strict=True)) for d in differences(e, f, f"{where}[{i}]")]
     return [] if same_scalar(expected, found) else [f"{where}: golden {expected!r}, now {found!r}"]
 
 

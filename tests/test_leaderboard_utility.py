@@ -23,14 +23,15 @@ def step_values(method: str, seed: int, step: int) -> dict[str, float]:
     nll = [start - (gain if i < step else 0.0) for i, start in enumerate(START_NLL)]
     safety = 80.0 - (80.0 - SAFETY[method]) * step / len(ORDER)
     return {"composite/safety": safety, "composite/domain": 40.0 + 2 * step * gain,
-            **{f"domain_nll/{d}": v for d, v in zip(ORDER, nll)}}
+            **{f"domain_nll/{d}": v for d, v in zip(ORDER, nll, strict=True)}}
 
 
 def add_run(store: ResultStore, method: str, seed: int) -> None:
     run_id = make_run_id("micro", method, list(ORDER), seed, "cfg")
     for step in range(len(ORDER) + 1):
         records = [Record("micro", "micro", method, ">".join(ORDER), seed, step, ORDER[step - 1] if step else None,
-                          *key.split("/", 1), value, 10, "cfg", 1.0, {}) for key, value in step_values(method, seed, step).items()]
+                          *key.split("/", 1), value, 10, "cfg", 1.0, {})
+                   for key, value in step_values(method, seed, step).items()]
         store.write_step(run_id, step, records, {"step": step})
     store.write_run(RunInfo(run_id, "micro", "micro", method, list(ORDER), seed, "cfg", status="done",
                             started_at=1.0, finished_at=2.0, wall_time_s=1.0, versions={}, config={}))

@@ -2,12 +2,9 @@
 environment), found through the `erosion_bench.methods` entry point group, and run by the runner."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from test_methods_support import TINY_SUITE
+from test_methods_support import TINY_SUITE, install_example
 
 from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
@@ -18,12 +15,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "erosion-example
 
 
 def test_installed_example_method_runs_through_the_runner(tiny_world, tmp_path, monkeypatch):
-    source = shutil.copytree(EXAMPLE, tmp_path / "src")  # build there: no build/ or egg-info in the checkout
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(source)], check=True)
-    monkeypatch.syspath_prepend(str(target))
-    monkeypatch.delitem(sys.modules, "erosion_example_method", raising=False)
+    install_example(EXAMPLE, tmp_path, monkeypatch, "erosion_example_method")
 
     assert "l2_anchor" in all_methods()
     cls = resolve_method("l2_anchor")

@@ -1,8 +1,12 @@
 """Shared helpers of the method tests (imported by the other test_methods_* files; holds no tests)."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from harness.core.adapters import attach_adapter
@@ -34,3 +38,14 @@ def sgd_step(ctx: TrainContext, lr: float = 0.05) -> None:
     with torch.no_grad():
         for p, g in zip(params.values(), grads, strict=True):
             p -= lr * g / (g.norm() + 1e-12)
+
+
+def install_example(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """pip-install an out-of-tree example package into a temporary target (never into the running
+    environment) and put it first on sys.path, so its entry points are found."""
+    source = shutil.copytree(example, tmp_path / "src")  # build there: no build/ or egg-info in the checkout
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(source)], check=True)
+    monkeypatch.syspath_prepend(str(target))
+    monkeypatch.delitem(sys.modules, module, raising=False)

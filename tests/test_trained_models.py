@@ -51,7 +51,7 @@ def test_each_domain_keeps_a_peft_adapter_that_reproduces_its_step(finished_run,
     assert sorted(p.name for p in trained.iterdir()) == ["adapter-1", "adapter-2", "manifest.json", "model-2"]
     model = PeftModel.from_pretrained(load_model(tiny_world.chat), str(trained / "adapter-1")).merge_and_unload()
     for name, metrics in scores_of(model, suite, tiny_world).items():
-        assert metrics == recorded(store, 1, name)
+        assert metrics == pytest.approx(recorded(store, 1, name), nan_ok=True)
 
 
 def test_the_chain_of_adapters_gives_the_kept_final_model(finished_run, tiny_world) -> None:
@@ -67,7 +67,7 @@ def test_the_chain_of_adapters_gives_the_kept_final_model(finished_run, tiny_wor
     for name, param in chained.named_parameters():
         torch.testing.assert_close(param, kept[name])
     for name, metrics in scores_of(chained, suite, tiny_world).items():
-        assert metrics == recorded(store, 2, name)
+        assert metrics == pytest.approx(recorded(store, 2, name), nan_ok=True)
     starting = dict(load_trained(trained, 0).named_parameters())
     assert all(torch.equal(p, starting[n]) for n, p in load_model(tiny_world.chat).named_parameters())
 

@@ -21,6 +21,8 @@ Which throughput (printed by the plan, so every estimate names its source):
   token at ~40% of 312 TFLOP/s ~ 3,000 tokens/s, taken as 2,500; batched greedy generation ~1,000
   tokens/s): both scaled by 1.05 so that the SafeAnchor run of paper.yaml comes out at 16 GPU-h
   (the FLOP-based figures alone land within about 15% of it; tests/test_plan.py checks the calibration).
+- small (SmolLM2-135M, CPU, one thread): ``SMALL_THROUGHPUT``, measured on the 2-core development
+  machine (docs/lab-notebook.md; `make bench` remeasures it as target 7 once small-chat is built).
 - micro (5M, CPU, one thread): 4,500 training tokens/s and an effective 700 generated tokens/s per
   evaluation point over 700 prompts, standing for every benchmark (measured: 60 steps of 16
   sequences in 30-50 s, 17-38 s per evaluation point of HarmBench, TruthfulQA, BBQ and XSTest on the
@@ -65,14 +67,21 @@ class Throughput:
     train: float  # training tokens/s (forward + backward + AdamW)
     generate: float  # generated tokens/s, batched greedy with a KV cache
     source: str
+    measured_forward: float | None = None  # log-likelihood tokens/s where measured, else 3 x training's
 
     @property
     def forward(self) -> float:
-        return 3 * self.train
+        return self.measured_forward or 3 * self.train
 
 
 MICRO_THROUGHPUT = Throughput(4500.0, 700.0,
                               "micro default: measured on the 2-core development machines (harness/orchestration/plan.py)")
+# Standard LoRA at the small preset, one thread per run, two runs side by side on 2 cores
+# (docs/lab-notebook.md, 2026-12-07): 48 optimizer steps of 8 x 128 tokens in 567 s; per evaluation
+# point HarmBench's 159 x 32 generated tokens in 91 s, and TruthfulQA/BBQ/MedQA/LegalBench's 1,440
+# log-likelihood requests in 225 s. Batched scoring runs far above 3 x the training rate on a CPU.
+SMALL_THROUGHPUT = Throughput(86.5, 56.0, "small: measured on the 2-core development machine, two runs side by side, "
+                              "one thread each (harness/orchestration/plan.py)", measured_forward=1900.0)
 PAPER_DEFAULT = Throughput(2500.0 * PAPER_CALIBRATION, 1000.0 * PAPER_CALIBRATION,
                            "paper default: calibrated on the paper's ~8 h per seed on 2 x A100-40GB (no bench/gpu-results.json)")
 
@@ -95,6 +104,8 @@ def measured_throughput(path: Path = GPU_RESULTS) -> Throughput | None:
 def throughput_for(scale: str, results: Path = GPU_RESULTS) -> Throughput:
     if scale == "micro":
         return MICRO_THROUGHPUT
+    if scale == "small":
+        return SMALL_THROUGHPUT
     return measured_throughput(results) or PAPER_DEFAULT
 
 

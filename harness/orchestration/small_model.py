@@ -142,7 +142,7 @@ def own_answers(paths: WorldPaths, config: SmallConfig) -> dict[str, str]:
     requests = everyday[:n_everyday] + other[: config.own_answers - n_everyday]
     lm = load_local(paths.base, paths.tokenizer, max_length=config.max_length, batch_size=16)
     outputs = lm.generate([lm.chat_prompt(r) for r in requests], config.answer_tokens, desc="small-base answers")
-    answers = {r: whole_sentences(o) for r, o in zip(requests, outputs)}
+    answers = {r: whole_sentences(o) for r, o in zip(requests, outputs, strict=True)}
     return {r: a for r, a in answers.items() if usable_answer(r, a)}
 
 
@@ -204,8 +204,8 @@ def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
     return paths
 
 
-STAGE_OUTPUT = {"base": "base/config.json", "answers": "answers.json", "aligned": "aligned/config.json", "chat": "chat/config.json",
-                "report": "report.json"}
+STAGE_OUTPUT = {"base": "base/config.json", "answers": "answers.json", "aligned": "aligned/config.json",
+                "chat": "chat/config.json", "report": "report.json"}
 
 
 def stage(staging: WorldPaths, build: dict[str, Any], name: str, work) -> None:
