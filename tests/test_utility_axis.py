@@ -115,7 +115,7 @@ def test_no_training_learns_nothing(utility_store):
     start, after = nll_by_step(utility_store, "no_training")
     assert after == start  # the starting model, number for number ...
     runs, values, _ = read_frames(utility_store)
-    run_ids = dict(zip(runs["method"], runs["run_id"]))
+    run_ids = dict(zip(runs["method"], runs["run_id"], strict=True))
     # ... because its weights are the starting weights, so the runner reuses the shared step-0 result.
     assert utility_store.read_step(run_ids["no_training"], 1)["eval_reused"] == ["domain_nll"]
     assert "eval_reused" not in utility_store.read_step(run_ids["standard_lora"], 1)
