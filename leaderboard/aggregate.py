@@ -499,7 +499,7 @@ def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values:
     vs_next = {row.method: comparison(row, below, draws, pooled) for row, below in zip(ranked, ranked[1:], strict=False)}
     ranks = dict(zip((row.method for row in ranked),
                      tie_ranks([True] + [bool(c and c.significant) for c in (vs_next[r.method] for r in ranked[:-1])]),
-                     strict=True))
+                     strict=False))  # no ranked row: tie_ranks([True]) has one rank for none
     out = {}
     for row in rows:
         intervals = {key: found for key, values in pooled[row.method].items() if (found := interval(values)) is not None}

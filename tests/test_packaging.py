@@ -107,9 +107,18 @@ SOURCES = ("pyproject.toml", "README.md", *PACKAGES, "sequences")
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "*.egg-info")  # caches and git's files
 
 
+def repository_files() -> set[str]:
+    """The files git tracks or would track: not what tests and runs write into ignored folders
+    (e.g. the lm-eval bridge's exported task data under benchmarks/tasks/data/)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    return set(listed.splitlines())
+
+
 def shipped_files(source: Path) -> set[str]:
     """Every file of the packages (package data included, through harness/suites' link), as the wheel names it."""
     files = {str(p.relative_to(source)) for package in PACKAGES for p in (source / package).rglob("*") if p.is_file()}
+    files &= repository_files()
     suites = (source / "harness" / "suites").resolve()
     return files | {f"harness/suites/{p.relative_to(suites)}" for p in suites.rglob("*.yaml")}
 

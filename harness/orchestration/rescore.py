@@ -39,6 +39,11 @@ IDENTITY = ("model", "scale", "method", "ordering", "seed", "step", "domain", "c
 REJUDGED = "rejudged"
 
 
+def same_records(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Equal, a NaN equal to a NaN (a rate of nothing, e.g. on_topic_rate where nothing complied, is NaN)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def _saved_benchmarks(store: ResultStore, run_id: str, step: int) -> list[str]:
     folder = store.run_dir(run_id) / "items" / f"step-{step}"
     if not folder.is_dir():
@@ -171,7 +176,7 @@ def rescore_step(store: ResultStore, run_id: str, step: int, payload: dict[str, 
     scored = {name: get_benchmark(name).score(rows) for name, rows in items.items()}
     bootstrap = draws_for(store, run_id, step, records, items)
     new = step_records(identity, records, scored, {name: len(rows) for name, rows in items.items()}, bootstrap)
-    if new == records:
+    if same_records(new, records):
         return False
     backup_step(store, run_id, step)
     store.write_bootstrap(run_id, step, bootstrap.payload())
