@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.core.errors import ErosionError
 from harness.core.hashing import stable_hash
+from harness.core.store import atomic_write_json
 from harness.orchestration.alignment import AlignConfig, align
 from harness.orchestration.micro_world import WorldPaths, cache_root
 
@@ -194,11 +195,11 @@ def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
     earlier = json.loads((staging.root / "build.json").read_text()) if (staging.root / "build.json").exists() else {}
     build = {"seconds": {}, **earlier, "config": config.model_dump(), "key": config.key()}
     stage(staging, build, "base", lambda: (download_hub if config.source == "hub" else convert_gguf)(staging))
-    stage(staging, build, "answers", lambda: write_json(staging.root / "answers.json", own_answers(staging, config)))
+    stage(staging, build, "answers", lambda: atomic_write_json(staging.root / "answers.json", own_answers(staging, config)))
     answers = json.loads((staging.root / "answers.json").read_text())
     stage(staging, build, "aligned", lambda: build.update(align_loss=safety_align(staging, config, answers)))
     stage(staging, build, "chat", lambda: scale_safety(staging, config.safety_scale))
-    stage(staging, build, "report", lambda: write_json(staging.report, small_report(staging, config, build)))
+    stage(staging, build, "report", lambda: atomic_write_json(staging.report, small_report(staging, config, build)))
     shutil.rmtree(paths.root, ignore_errors=True)
     os.replace(staging.root, paths.root)
     return paths
@@ -215,13 +216,7 @@ def stage(staging: WorldPaths, build: dict[str, Any], name: str, work) -> None:
     started = time.time()
     work()
     build["seconds"][name] = round(time.time() - started, 1)
-    write_json(staging.root / "build.json", build)
-
-
-def write_json(path: Path, data: Any) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1))
-    os.replace(temporary, path)
+    atomic_write_json(staging.root / "build.json", build)
 
 
 def small_report(paths: WorldPaths, config: SmallConfig, build: dict[str, Any]) -> dict[str, Any]:
