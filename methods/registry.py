@@ -14,7 +14,7 @@ import yaml
 
 from harness.core.errors import RegistryError, unknown_name_error
 from harness.core.plugins import PluginKind, entry_point_classes, load_class_path
-from methods.base import Method
+from methods.base import Method, MethodConfig
 
 ENTRY_POINT_GROUP = "erosion_bench.methods"
 PLUGIN = PluginKind("method", Method, ENTRY_POINT_GROUP, "my_methods.replay:Replay", "docs/write-your-own-method.md")
@@ -78,5 +78,9 @@ def resolve_method(name: str, where: str = "") -> type[Method]:
 def build_method(name: str, fields: dict | None = None, where: str = "") -> Method:
     """The method of a suite entry, configured by ``fields`` and, for a variant row, the fields its
     label names (the label wins: it must describe the run truthfully)."""
-    cls = resolve_method(name, where)
-    return cls(cls.make_config({**(fields or {}), **split_variant(name, where)[1]}, where))
+    return resolve_method(name, where)(method_config(name, fields, where))
+
+
+def method_config(name: str, fields: dict | None = None, where: str = "") -> MethodConfig:
+    """The whole config a suite entry runs under: its class's defaults, ``fields``, then its label's."""
+    return resolve_method(name, where).make_config({**(fields or {}), **split_variant(name, where)[1]}, where)

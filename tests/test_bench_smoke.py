@@ -88,7 +88,7 @@ def test_suite_wall_reads_the_suites_runs_from_a_results_folder(tmp_path: Path) 
     for k, job in enumerate(jobs):
         start = 100.0 + 60 * (k // 2)
         store.write_run(RunInfo(job.run_id(suite), suite.model, "micro", job.method, list(job.ordering), job.seed,
-                                suite.config_hash(), status="done", started_at=start, finished_at=start + 50 + k,
+                                suite.config_hash(job.method), status="done", started_at=start, finished_at=start + 50 + k,
                                 wall_time_s=50.0 + k))
     wall = suite_wall(tmp_path, suite)
     last = len(jobs) - 1
@@ -97,4 +97,5 @@ def test_suite_wall_reads_the_suites_runs_from_a_results_folder(tmp_path: Path) 
 
     # Runs of another config (the suite before a settings change) are not this suite's.
     older = load_suite(REPO / "sequences" / "micro.yaml", {"training": {"max_steps": 150}})
-    assert older.config_hash() != suite.config_hash() and not suite_wall(tmp_path, older)["available"]
+    assert older.config_hash("standard_lora") != suite.config_hash("standard_lora")
+    assert not suite_wall(tmp_path, older)["available"]

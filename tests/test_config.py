@@ -79,7 +79,24 @@ def test_config_hash_ignores_names_but_not_training(tmp_path: Path) -> None:
     a = load_suite(write(tmp_path, "name: a\ndomains: [medical]\n", "a.yaml"))
     b = load_suite(write(tmp_path, "name: b\ndomains: [medical]\nseeds: [3]\n", "b.yaml"))
     c = load_suite(write(tmp_path, "name: c\ndomains: [medical]\ntraining: {lr: 1.0e-3}\n", "c.yaml"))
-    assert a.config_hash() == b.config_hash() != c.config_hash()
+    assert a.config_hash("standard_lora") == b.config_hash("standard_lora") != c.config_hash("standard_lora")
+
+
+def test_config_hash_is_the_methods_whole_config_and_no_other_methods(tmp_path: Path) -> None:
+    def suite(text: str, name: str):
+        return load_suite(write(tmp_path, f"name: {name}\ndomains: [medical]\n{text}", f"{name}.yaml"))
+
+    alone = suite("methods: [standard_lora]\n", "alone")
+    board = suite("methods: [standard_lora, safeanchor]\nmethod_configs: {safeanchor: {lam: 0.4}}\n", "board")
+    stated = suite("methods: [safeanchor]\nmethod_configs: {safeanchor: {lam: 0.5}}\n", "stated")
+    implied = suite("methods: [safeanchor]\n", "implied")
+    # Another method's config does not change Standard LoRA's run: two suites share it.
+    assert board.config_hash("standard_lora") == alone.config_hash("standard_lora")
+    # The whole config is hashed, defaults included: stating the default (lam 0.5) is the same run...
+    assert stated.config_hash("safeanchor") == implied.config_hash("safeanchor")
+    # ...and another value, or a variant row's label, is another run.
+    assert board.config_hash("safeanchor") != implied.config_hash("safeanchor")
+    assert implied.config_hash("safeanchor[lam=0.4]") != implied.config_hash("safeanchor")
 
 
 def test_costliest_runs_start_first_and_the_plan_counts_their_cost() -> None:

@@ -291,7 +291,7 @@ def test_rerun_with_new_config_supersedes_old_run(tmp_path: Path) -> None:
     assert row["seeds_done"] == 2 and row["final_mean"] == pytest.approx((50.0 + seed1_final) / 2)
     runs = {r["run_id"]: r for r in json.loads(paths["json"].read_text())["runs"]}
     assert runs[old]["superseded_by"] == new_id
-    assert "Runs from 2 configs" in paths["markdown"].read_text()
+    assert "more than one config: standard_lora (cfg3abcdef01, newconfig): compare" in paths["markdown"].read_text()
 
 
 def test_empty_results_folder(tmp_path: Path) -> None:

@@ -82,9 +82,17 @@ class SuiteConfig(Strict):
             return [list(p) for p in itertools.permutations(self.domains)]
         return [list(self.domains)]
 
-    def config_hash(self) -> str:
-        """Hash of everything that changes a run's numbers (names of methods/seeds excluded)."""
-        relevant = self.model_dump(exclude={"name", "methods", "seeds", "orderings", "max_retries", "keep_models"})
+    def config_hash(self, method: str) -> str:
+        """Hash of everything that changes ``method``'s runs: the suite's settings and that method's
+        whole config, its defaults included (a changed default is a new run, never a stale "done").
+        Names, seeds and the other methods' configs are left out, so two suites that run a method
+        alike share its runs (small.yaml and small-seeds.yaml share Standard LoRA's seed 0)."""
+        from methods.registry import method_config
+
+        relevant = self.model_dump(exclude={"name", "methods", "seeds", "orderings", "max_retries", "keep_models",
+                                            "method_configs"})
+        config = method_config(method, self.method_configs.get(method)).model_dump()
+        relevant["method_configs"] = {method: config} if config else {}  # a method without fields: {}
         return stable_hash(relevant)
 
 

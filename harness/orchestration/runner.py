@@ -85,7 +85,7 @@ class Run:
                  store: ResultStore) -> None:
         self.suite, self.handle, self.ordering, self.seed, self.store = suite, handle, ordering, seed, store
         self.method_name = method_name
-        self.config_hash = suite.config_hash()
+        self.config_hash = suite.config_hash(method_name)
         self.run_id = make_run_id(handle.name, method_name, ordering, seed, self.config_hash)
         self.versions = library_versions()
         self.starting_fingerprint: str | None = None  # of the loaded starting model, set by a run

@@ -38,7 +38,7 @@ class Job:
     seed: int
 
     def run_id(self, suite: SuiteConfig) -> str:
-        return make_run_id(suite.model, self.method, list(self.ordering), self.seed, suite.config_hash())
+        return make_run_id(suite.model, self.method, list(self.ordering), self.seed, suite.config_hash(self.method))
 
     def cost(self) -> float:
         """The run's cost in Standard LoRA runs (its method's ``relative_cost``)."""
@@ -110,7 +110,7 @@ def record_crash(suite: SuiteConfig, handle: ModelHandle, job: Job, store: Resul
     """A worker that died could not write its own failure: the driver does."""
     run_id = job.run_id(suite)
     info = store.read_run(run_id) or RunInfo(run_id, handle.name, handle.scale, job.method, list(job.ordering), job.seed,
-                                             suite.config_hash())
+                                             suite.config_hash(job.method))
     info.status, info.error, info.finished_at = "failed", error, time.time()
     store.write_run(info)
 
