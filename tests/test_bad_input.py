@@ -3,13 +3,11 @@ line: one clear message naming file/key/value and the fix, exit code 2, nothing 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_in_process import CliResult, run_cli
 
 from harness.core.store import ResultStore
 
@@ -17,12 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny-suite.yaml"
 
 
-def erosion(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
+def assert_clean_failure(result: CliResult, *needles: str) -> None:
     assert result.returncode == 2, result.stderr[-1500:]
     assert "Traceback" not in result.stderr
     for needle in needles:
@@ -50,9 +43,9 @@ def suite_file(tmp_path: Path, text: str) -> Path:
      ["harmbench-cls", "/nowhere/cls", "huggingface-cli download"]),
 ], ids=["malformed", "unknown-key", "negative-steps", "unknown-target", "rho-out-of-range", "unknown-method",
         "unknown-benchmark", "unknown-preset", "unknown-domain", "unknown-judge", "judge-weights-missing"])
-def test_config_mistakes(tmp_path: Path, text: str, needles: list[str]) -> None:
+def test_config_mistakes(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, needles: list[str]) -> None:
     path = suite_file(tmp_path, text)
-    result = erosion("run", str(path), "--results", str(tmp_path / "r"))
+    result = run_cli(capsys, "run", str(path), "--results", str(tmp_path / "r"))
     assert_clean_failure(result, str(path), "Fix", *needles)
     assert not (tmp_path / "r").exists()
 
@@ -62,60 +55,61 @@ def copy_data(data_dir: Path, target: Path) -> Path:
     return target
 
 
-def test_missing_data_folder(tmp_path: Path) -> None:
-    result = erosion("run", str(TINY), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(tmp_path / "empty")})
+def test_missing_data_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    result = run_cli(capsys, "run", str(TINY), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(tmp_path / "empty")})
     assert_clean_failure(result, "missing", "erosion prefetch")
     assert not (tmp_path / "r").exists()
 
 
-def test_missing_data_file(tmp_path: Path, data_dir: Path) -> None:
+def test_missing_data_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path) -> None:
     data = copy_data(data_dir, tmp_path / "data")
     (data / "truthfulqa" / "validation.json").unlink()
-    result = erosion("run", str(TINY), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
+    result = run_cli(capsys, "run", str(TINY), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
     assert_clean_failure(result, "truthfulqa", "validation.json", "erosion prefetch")
 
 
-def test_corrupted_json_line(tmp_path: Path, data_dir: Path) -> None:
+def test_corrupted_json_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path) -> None:
     data = copy_data(data_dir, tmp_path / "data")
     path = data / "medqa" / "test.jsonl"
     lines = path.read_text().splitlines()
     lines[10] = lines[10][:40]
     path.write_text("\n".join(lines) + "\n")
-    result = erosion("run", str(TINY), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
+    result = run_cli(capsys, "run", str(TINY), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
     assert_clean_failure(result, str(path), "line 11")
 
 
-def test_missing_column(tmp_path: Path, data_dir: Path) -> None:
+def test_missing_column(capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path) -> None:
     data = copy_data(data_dir, tmp_path / "data")
     path = data / "finance" / "sent_train.csv"
     path.write_text(path.read_text().replace("text,label", "tweet,label", 1))
     suite = suite_file(tmp_path, f"name: f\ninclude: {TINY}\ndomains: [finance]\n")
-    result = erosion("run", str(suite), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
+    result = run_cli(capsys, "run", str(suite), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
     assert_clean_failure(result, str(path), "text")
 
 
-def test_empty_domain_after_filtering(tmp_path: Path, data_dir: Path) -> None:
+def test_empty_domain_after_filtering(capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path) -> None:
     data = copy_data(data_dir, tmp_path / "data")
     path = data / "gsm8k" / "train.jsonl"
     path.write_text("")
     suite = suite_file(tmp_path, f"name: m\ninclude: {TINY}\ndomains: [math]\n")
-    result = erosion("run", str(suite), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
+    result = run_cli(capsys, "run", str(suite), "--results", str(tmp_path / "r"), env={"EROSION_DATA": str(data)})
     assert_clean_failure(result, "'math'", "no training examples")
 
 
-def test_results_folder_problems(tmp_path: Path) -> None:
-    assert_clean_failure(erosion("leaderboard", str(tmp_path / "absent")), "does not exist")
+def test_results_folder_problems(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert_clean_failure(run_cli(capsys, "leaderboard", str(tmp_path / "absent")), "does not exist")
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "cat.jpg").write_text("meow")
-    assert_clean_failure(erosion("run", str(TINY), "--results", str(foreign)), "did not write", "cat.jpg")
+    assert_clean_failure(run_cli(capsys, "run", str(TINY), "--results", str(foreign)), "did not write", "cat.jpg")
     assert sorted(p.name for p in foreign.iterdir()) == ["cat.jpg"]
 
 
-def test_user_method_whose_hook_raises(tmp_path: Path, tiny_world) -> None:
+@pytest.mark.slow  # a whole two-method suite (~13 s)
+def test_user_method_whose_hook_raises(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_world) -> None:
     """The run is marked failed with the method's traceback; the other runs finish."""
     suite = suite_file(tmp_path, f"name: b\ninclude: {TINY}\nmethods: [standard_lora, 'tests.failing_method:Boom']\n")
-    result = erosion("run", str(suite), "--results", str(tmp_path / "r"), "--executor", "local", "--no-leaderboard")
+    result = run_cli(capsys, "run", str(suite), "--results", str(tmp_path / "r"), "--executor", "local", "--no-leaderboard")
     assert result.returncode == 1 and "FAILED" in result.stdout and "boom in before_domain" in result.stdout
     runs = {info.method: info for info in ResultStore(tmp_path / "r", create=False).runs()}
     assert runs["standard_lora"].status == "done"

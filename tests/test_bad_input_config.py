@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.cli import main
+from cli_in_process import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny-suite.yaml"
@@ -18,12 +17,8 @@ BASE = "name: x\ndomains: [medical]\n"
 
 
 def erosion(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run the CLI in-process; returns (exit code, stderr). argparse's own errors exit via SystemExit."""
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    return code, capsys.readouterr().err
+    result = run_cli(capsys, *args)
+    return result.returncode, result.stderr
 
 
 def assert_one_paragraph(code: int, err: str, *needles: str) -> None:

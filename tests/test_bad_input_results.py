@@ -14,8 +14,8 @@ from pathlib import Path
 
 import leaderboard_fixture as fx
 import pytest
+from cli_in_process import run_cli
 
-from harness.cli import main
 from harness.core.store import MARKER, ResultStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,12 +24,8 @@ DOMAINS = ("medical", "legal")
 
 
 def erosion(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    result = run_cli(capsys, *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def assert_one_paragraph(code: int, err: str, *needles: str) -> None:

@@ -24,6 +24,7 @@ def bench(out: Path, only: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow  # a whole quick bench (~14 s)
 def test_quick_bench_writes_the_results_schema(tiny_world, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     results = bench(out, "ssi,gpu")

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
+
+pytestmark = pytest.mark.slow  # whole runs watched for leftovers (10-15 s each; `make test` and CI run them)
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny-suite.yaml"

@@ -18,6 +18,8 @@ import pytest
 
 from leaderboard import render
 
+pytestmark = pytest.mark.slow  # Chromium on a rendered page (~10 s per page; `make test` and CI run them)
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
 

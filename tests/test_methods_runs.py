@@ -113,6 +113,7 @@ def test_erosion_methods_lists_every_method_with_its_config_fields(capsys):
     assert "lam (float) = 0.5" in out and "tau (float) = 0.05" in out and "lambda1 (float) = 0.5" in out
 
 
+@pytest.mark.slow  # two whole suites (~13 s)
 def test_untouched_starting_model_is_evaluated_once_and_shared(suite, tiny_world, tmp_path):
     shared = ResultStore(tmp_path / "shared")
     runs = {name: Run(suite, tiny_world, name, suite.domains, 0, shared)

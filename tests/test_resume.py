@@ -12,6 +12,8 @@ import pytest
 
 from harness.core.store import ResultStore
 
+pytestmark = pytest.mark.slow  # each test runs and kills real runs (10-30 s each; `make test` and CI run them)
+
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "tests" / "tiny-suite.yaml"
 

@@ -511,6 +511,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.slow  # the whole red-team catalogue, 20-40 s per harness; `make test` and CI run it
 def test_hostile_programs(harness: Harness):
     token, secret = f"redteam{secrets.token_hex(6)}", f"s3cr3t{secrets.token_hex(12)}"
     expected = 10_000 + secrets.randbelow(10 ** 9)

@@ -21,6 +21,8 @@ from harness.core.store import ResultStore
 from harness.orchestration.config import load_suite
 from harness.orchestration.runner import Run
 
+pytestmark = pytest.mark.slow  # a finished run kept whole, then reloaded (~15 s; `make test` and CI run them)
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny-suite.yaml"
 
