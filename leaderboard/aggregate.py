@@ -1,27 +1,16 @@
 """Turn a results folder into the numbers the leaderboard shows, with pandas.
 
-The store's records become one tidy frame of values (a row per run x step x benchmark/metric key);
-every table is a ``groupby``/``agg`` over it and over a frame of runs (a row per run with its
-final, loss per step, ...). A missing number is NaN in a frame and ``None`` in a row, never 0, and
-every row carries the reason its numbers may be absent ("failed", "running", "missing") so the
-outputs can say so.
-
-Rules (documented in docs/leaderboard.md):
-
-* A run contributes every evaluation point it has, unless its status is ``failed``: a failed run
-  is listed with its error but none of its numbers enter a mean.
-* A run's final composite is its composite at step T (T = number of domains in its ordering); a
-  run that has not reached step T has no final.
-* Means and SDs are over seeds (SD with ddof=1; ``None`` for a single seed).
-* Intervals, paired tests and tie-aware ranks come from the stored bootstrap draws
-  (``leaderboard/stats.py``); a step stored without draws simply has none.
+The store's records become one tidy frame of values (a row per run x step x benchmark/metric key) and a
+frame of runs (a row per run with its final, loss per step, ...); every table is a ``groupby``/``agg``
+over them. A missing number is NaN in a frame and ``None`` in a row, never 0, and every row carries the
+reason its numbers may be absent ("failed", "running", "missing"). The rules (failed and superseded
+runs, finals, means over seeds, intervals) are docs/leaderboard.md's "Partial results" and "Uncertainty".
 """
 from __future__ import annotations
 
 import math
 import time
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.core.store import MARKER, ResultStore, RunInfo, ordering_label, read_json
-from leaderboard.columns import finite
+from leaderboard.columns import best_first, finite, optional
 from leaderboard.continual import REFERENCE_METHOD, START_METHOD, utility_frame  # every method is tested against the reference
 from leaderboard.stats import Comparison, compare, interval, seed_mean_draws, tie_ranks
 
@@ -40,6 +29,8 @@ CSM_EVENT = "csm_trigger"
 CELL = ["model", "scale", "ordering", "method"]  # one row of a main table
 STATUSES = ("done", "running", "failed")
 SPECTRUM_NUMBERS = ("k90_safety", "k90_random", "trace_safety", "trace_random")
+RUN_MEANS = ("loss_per_step", "acceleration", "retention_pct", "csm_triggers", "wall_time_s")  # a method row's means
+RowKey = tuple[str, str, str, str]  # model, scale, ordering, method
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,7 @@ class Board:
     created_at: float | None
     reports: dict[str, dict[str, Any]]
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
-    stats: dict[tuple[str, str, str, str], RowStats] = field(default_factory=dict)  # by row_key(row)
+    stats: dict[RowKey, RowStats] = field(default_factory=dict)  # by row_key(row)
 
     def rows(self, name: str) -> list[Any]:
         return frame_rows(self.frames.get(name, pd.DataFrame()))
@@ -118,9 +109,8 @@ def absent_reason(statuses: Iterable[str]) -> str:
     return "running" if "running" in found else "missing"
 
 
-def optional(value: Any) -> Any:
-    """NaN (pandas' absent) as None."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+def distinct(values: Iterable[str]) -> list[str]:
+    return sorted(set(values))
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -186,7 +176,7 @@ def with_composite(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
                  for run_id, n in zip(runs["run_id"], runs["n_steps"], strict=True)]
     start = pd.Series([c[0] for c in composite], index=runs.index, dtype=float)
     final = pd.Series([c[-1] for c in composite], index=runs.index, dtype=float)
-    return runs.assign(composite_by_step=[[optional(float(v)) for v in c] for c in composite], start=start, final=final,
+    return runs.assign(composite_by_step=[[optional(v) for v in c] for c in composite], start=start, final=final,
                        loss_per_step=(start - final) / runs["n_steps"], acceleration=[acceleration(c) for c in composite],
                        retention_pct=100.0 * final / start.where(start != 0))
 
@@ -247,32 +237,15 @@ def model_reports(store: ResultStore) -> dict[str, dict[str, Any]]:
     return out
 
 
-def table_values(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
-    """The values of the usable ``runs``, with each run's table columns (model, scale, ordering,
-    method, n_steps) beside them."""
-    usable = runs.loc[runs["usable"], ["run_id", *CELL, "n_steps"]]
-    return values.merge(usable, on="run_id")
-
-
 # --- main tables -------------------------------------------------------------------------------
 def main_frame(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
-    """Rows of every (model, scale, ordering) table: the starting model, then methods by final."""
+    """Rows of every (model, scale, domain set, ordering) table: the starting model, then methods by final."""
     if runs.empty:
         return pd.DataFrame()
-    methods = method_rows(runs, values)
-    starts = start_rows(runs, values)
-    tables = []
-    for _, table in runs.groupby(["model", "scale", "domain_set", "ordering"]):
-        where = {c: table[c].iloc[0] for c in ("model", "scale", "ordering")}
-        mine = methods[(methods[list(where)] == pd.Series(where)).all(axis=1)]
-        tables += [starts[(starts[list(where)] == pd.Series(where)).all(axis=1)], sort_by_final(mine)]
-    return pd.concat(tables, ignore_index=True)
-
-
-def sort_by_final(rows: pd.DataFrame) -> pd.DataFrame:
-    """Best final first; rows without a final last; ties by method name."""
-    return rows.assign(_none=rows["final_mean"].isna(), _neg=-rows["final_mean"]).sort_values(
-        ["_none", "_neg", "method"]).drop(columns=["_none", "_neg"])
+    rows = pd.concat([start_rows(runs, values), method_rows(runs, values)], ignore_index=True)
+    keyed = rows.assign(_set=rows["ordering"].map(lambda o: ",".join(sorted(o.split(">")))), _method=rows["kind"] == "method")
+    table = ["model", "scale", "_set", "ordering", "_method"]
+    return best_first(keyed, keyed["final_mean"], table).drop(columns=["_set", "_method"])
 
 
 def expected_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -285,32 +258,24 @@ def expected_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def method_rows(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
-    cells = expected_cells(runs)
-    usable = runs[runs["usable"]]
-    means = usable.groupby(CELL).agg(
-        final_mean=("final", "mean"), final_sd=("final", "std"), n_final=("final", "count"),
-        loss_per_step=("loss_per_step", "mean"), acceleration=("acceleration", "mean"),
-        retention_pct=("retention_pct", "mean"), csm_triggers=("csm_triggers", "mean"), wall_time_s=("wall_time_s", "mean"))
-    counts = pd.crosstab([runs[c] for c in CELL], runs["status"]).reindex(columns=list(STATUSES), fill_value=0)
-    grouped = runs.groupby(CELL)
-    extra = pd.DataFrame({"config_hashes": grouped["config_hash"].agg(lambda h: sorted(set(h))),
-                          "absent": grouped["status"].agg(absent_reason), "run_seeds": grouped["seed"].agg(set)})
-    rows = cells.join(means, on=CELL).join(counts.add_prefix("seeds_"), on=CELL).join(extra, on=CELL)
-    rows[[f"seeds_{s}" for s in STATUSES]] = rows[[f"seeds_{s}" for s in STATUSES]].fillna(0).astype(int)
-    rows["n_final"] = rows["n_final"].fillna(0).astype(int)
+    """A row per expected cell: means over its usable runs, and its runs counted by status."""
+    means = runs[runs["usable"]].groupby(CELL).agg(final_mean=("final", "mean"), final_sd=("final", "std"),
+                                                   n_final=("final", "count"), **{k: (k, "mean") for k in RUN_MEANS})
+    found = runs.groupby(CELL).agg(config_hashes=("config_hash", distinct), absent=("status", absent_reason),
+                                   run_seeds=("seed", set), **{f"seeds_{s}": ("status", lambda x, s=s: (x == s).sum())
+                                                               for s in STATUSES})
+    rows = expected_cells(runs).join(means, on=CELL).join(found, on=CELL)
+    counts = ["n_final", *(f"seeds_{s}" for s in STATUSES)]
+    rows[counts] = rows[counts].fillna(0).astype(int)
     rows["absent"] = rows["absent"].fillna("missing")
     rows["config_hashes"] = [h if isinstance(h, list) else [] for h in rows["config_hashes"]]
     rows["seeds_missing"] = [len(want - (have if isinstance(have, set) else set()))
                              for want, have in zip(rows["seeds"], rows["run_seeds"], strict=True)]
-    rows["status"] = [status_text(row) for row in rows.itertuples()]
+    rows["status"] = [", ".join(f"{n} {s}" for s in (*STATUSES, "missing") if (n := getattr(row, f"seeds_{s}"))) or "missing"
+                      for row in rows.itertuples()]
     rows["accelerates"] = [None if math.isnan(a) else bool(a > 0) for a in rows["acceleration"]]
     rows["n_steps"] = rows["ordering"].str.count(">") + 1
     return with_steps(rows.assign(kind="method").drop(columns=["seeds", "run_seeds"]), values, final_step=True)
-
-
-def status_text(row: Any) -> str:
-    parts = [f"{n} {status}" for status in (*STATUSES, "missing") if (n := getattr(row, f"seeds_{status}"))]
-    return ", ".join(parts) if parts else "missing"
 
 
 def with_steps(rows: pd.DataFrame, values: pd.DataFrame, final_step: bool) -> pd.DataFrame:
@@ -335,7 +300,7 @@ def start_rows(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     tables = runs.groupby(CELL[:3])
     started = runs[runs["usable"] & runs["start"].notna()]
     means = started.groupby(CELL[:3]).agg(final_mean=("start", "mean"), final_sd=("start", "std"), n_final=("start", "count"),
-                                          config_hashes=("config_hash", lambda h: sorted(set(h))))
+                                          config_hashes=("config_hash", distinct))
     rows = pd.DataFrame({"absent": tables["status"].agg(absent_reason), "n_steps": tables["n_steps"].first()}).join(means)
     rows["n_final"] = rows["n_final"].fillna(0).astype(int)
     present = rows["n_final"] > 0
@@ -343,36 +308,29 @@ def start_rows(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
         method=START_METHOD, kind="start", status=[f"step 0 ({n} runs)" for n in rows["n_final"]],
         absent=rows["absent"].where(~present, "missing"), seeds_done=rows["n_final"], seeds_running=0, seeds_failed=0,
         seeds_missing=0, config_hashes=[h if isinstance(h, list) else [] for h in rows["config_hashes"]],
-        loss_per_step=None, acceleration=None, accelerates=None, retention_pct=present.map({True: 100.0, False: None}),
-        csm_triggers=None, wall_time_s=None)
+        accelerates=None, retention_pct=present.map({True: 100.0, False: None}),
+        **{k: None for k in RUN_MEANS if k != "retention_pct"})
     usable_values = values[values["run_id"].isin(started["run_id"])]
     return with_steps(rows.reset_index(), usable_values, final_step=False)
 
 
 # --- ordering sensitivity ----------------------------------------------------------------------
 def ordering_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per method, its final composite in each ordering of the same domains (>= 2 orderings)."""
-    out = []
-    for (model, scale, domains), group in runs.groupby(["model", "scale", "domain_set"]):
-        orderings = sorted(group["ordering"].unique())
-        if len(orderings) < 2:
-            continue
-        rows = [ordering_row(model, scale, domains, method, by_method, orderings)
-                for method, by_method in group.groupby("method")]
-        out.append(pd.DataFrame(sorted(rows, key=ordering_sort_key)))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    """Per method, its final composite in each ordering of the same domains (>= 2 orderings); best
+    mean over orderings first."""
+    rows = pd.DataFrame([ordering_row(key, method, group, sorted(by_set["ordering"].unique()))
+                         for key, by_set in runs.groupby(["model", "scale", "domain_set"]) if by_set["ordering"].nunique() > 1
+                         for method, group in by_set.groupby("method")])
+    if rows.empty:
+        return rows
+    overall = rows["by_ordering"].map(lambda cells: pd.Series([c["mean"] for c in cells.values()], dtype=float).mean())
+    return best_first(rows, overall, ["model", "scale", "domain_set"])
 
 
-def ordering_sort_key(row: dict[str, Any]) -> tuple[bool, float, str]:
-    """Best mean final composite over orderings first; methods with no finals last."""
-    overall = pd.Series([cell["mean"] for cell in row["by_ordering"].values()], dtype=float).mean()
-    return bool(np.isnan(overall)), 0.0 if np.isnan(overall) else -overall, row["method"]
-
-
-def ordering_row(model: str, scale: str, domains: str, method: str, runs: pd.DataFrame, orderings: list[str]) -> dict[str, Any]:
+def ordering_row(table: tuple[str, str, str], method: str, runs: pd.DataFrame, orderings: list[str]) -> dict[str, Any]:
     finals = runs[runs["usable"] & runs["final"].notna()].groupby("ordering")["final"].agg(["mean", "std", "count"])
     absent = runs.groupby("ordering")["status"].agg(absent_reason)
-    cells = {o: {"mean": optional(finals["mean"].get(o, math.nan)), "sd": optional(finals["std"].get(o, math.nan)),
+    cells = {o: {"mean": optional(finals["mean"].get(o)), "sd": optional(finals["std"].get(o)),
                  "n": int(finals["count"].get(o, 0)), "absent": absent.get(o, "missing")} for o in orderings}
     means = finals["mean"].reindex(orderings).dropna()
     variances = finals["std"].dropna() ** 2
@@ -382,7 +340,7 @@ def ordering_row(model: str, scale: str, domains: str, method: str, runs: pd.Dat
     within = math.sqrt(variances.mean()) if len(variances) else None
     worst_last = str(last_means.idxmin()) if compared else None
     return {
-        "model": model, "scale": scale, "domain_set": domains, "method": method, "by_ordering": cells,
+        **dict(zip(["model", "scale", "domain_set"], table, strict=True)), "method": method, "by_ordering": cells,
         "range": float(means.max() - means.min()) if compared else None, "cross_ordering_sd": cross,
         "within_ordering_sd": within, "worst_ordering": str(means.idxmin()) if compared else None,
         "worst_last_domain": worst_last, "worst_last_domain_mean": float(last_means[worst_last]) if worst_last else None,
@@ -403,7 +361,7 @@ def ordering_effect_sd(cross: float | None, within: float | None, seeds: list[in
     return math.sqrt(max(0.0, cross**2 - within**2 / n))
 
 
-# --- sequence length -----------------------------------------------------------------------------
+# --- sequence length and Fisher spectrum ---------------------------------------------------------
 def horizon_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Loss per step by sequence length T, for methods run at two or more lengths (e.g. 3 and 5)."""
     measured = runs[runs["usable"] & runs["loss_per_step"].notna()]
@@ -421,7 +379,6 @@ def horizon_frame(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-# --- Fisher spectrum -----------------------------------------------------------------------------
 def fisher_frame(spectra: pd.DataFrame) -> pd.DataFrame:
     """k90 (safety vs random data) per layer, over every usable run and step that logged a spectrum."""
     if spectra.empty:
@@ -434,7 +391,7 @@ def fisher_frame(spectra: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- uncertainty: intervals, paired tests, ranks -------------------------------------------------
-def row_key(row: Any) -> tuple[str, str, str, str]:
+def row_key(row: Any) -> RowKey:
     return row.model, row.scale, row.ordering, row.method
 
 
@@ -459,22 +416,14 @@ def pooled_draws(steps: list[StepDraws], label: str) -> dict[str, np.ndarray]:
     return {key: seed_mean_draws([s.draws[key] for s in steps], f"{label}|{key}") for key in sorted(keys)}
 
 
-def same_items(a: list[StepDraws], b: list[StepDraws]) -> bool:
-    """True when every run on both sides scored each shared benchmark on the same items."""
-    digests: dict[str, set[str]] = defaultdict(set)
-    for step in a + b:
-        for name, digest in step.items.items():
-            digests[name].add(digest)
-    return all(len(found) == 1 for found in digests.values())
-
-
 def comparison(row: Any, other: Any, draws: dict[str, list[StepDraws]],
                pooled: dict[str, dict[str, np.ndarray]]) -> Comparison | None:
     this, that = pooled[row.method].get(HEADLINE), pooled[other.method].get(HEADLINE)
     if this is None or that is None or row.final_mean is None or other.final_mean is None or len(this) != len(that):
         return None
-    paired = same_items(draws[row.method], draws[other.method])
-    return compare(this, that, row.final_mean - other.final_mean, other.method, paired)
+    # Paired when every run on both sides scored each shared benchmark on the same items.
+    digests = pd.DataFrame([step.items for step in draws[row.method] + draws[other.method]])
+    return compare(this, that, row.final_mean - other.final_mean, other.method, bool((digests.nunique() <= 1).all()))
 
 
 def row_draws(store: ResultStore, row: Any, runs: pd.DataFrame, values: pd.DataFrame) -> list[StepDraws]:
@@ -484,9 +433,6 @@ def row_draws(store: ResultStore, row: Any, runs: pd.DataFrame, values: pd.DataF
     chosen = runs[runs["usable"] & measured & (runs["ordering"] == row.ordering)
                   & ((row.kind == "start") | (runs["method"] == row.method))]
     return [d for d in (read_step_draws(store, run_id, step) for run_id in chosen["run_id"]) if d is not None]
-
-
-RowKey = tuple[str, str, str, str]  # model, scale, ordering, method
 
 
 def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values: pd.DataFrame) -> dict[RowKey, RowStats]:
@@ -510,28 +456,24 @@ def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values:
     return out
 
 
-def main_stats(store: ResultStore, main: pd.DataFrame, runs: pd.DataFrame, values: pd.DataFrame) -> dict[RowKey, RowStats]:
-    out: dict[RowKey, RowStats] = {}
-    for (model, scale, _), table in (main.groupby(["model", "scale", "ordering"], sort=False) if len(main) else []):
-        out.update(table_stats(store, frame_rows(table), runs[(runs["model"] == model) & (runs["scale"] == scale)], values))
-    return out
-
-
 # --- everything --------------------------------------------------------------------------------
 def build_board(results_dir: str | Path) -> Board:
     """Read ``results_dir`` (a folder written by ResultStore) and compute every table."""
     store = ResultStore(results_dir, create=False)
     runs, values, spectra = read_frames(store)
     current = runs[runs["superseded_by"].isna()]
-    usable = current.loc[current["usable"], ["run_id", "model", "scale", "method"]]
-    table = table_values(current, values)
+    usable = current.loc[current["usable"], ["run_id", *CELL, "n_steps"]]
+    table = values.merge(usable, on="run_id")  # the usable runs' values, with their table columns
+    spectra = spectra.merge(usable[["run_id", *CELL[:2], "method"]], on="run_id")
     marker = read_json(store.root / MARKER) or {}
+    main = main_frame(current, table)
     board = Board(root=store.root, generated_at=time.time(), created_at=number_or_none(marker.get("created")),
                   reports=model_reports(store), frames={
-                      "runs": runs, "values": table, "spectra": spectra.merge(usable, on="run_id"),
-                      "main": main_frame(current, table), "orderings": ordering_frame(current),
-                      "horizons": horizon_frame(current), "utility": utility_frame(current, table)})
-    board.frames["fisher"] = fisher_frame(board.frames["spectra"])
-    board.stats = main_stats(store, board.frames["main"], current, values)
-    board.frames["main"]["stats"] = [board.stats.get(row_key(row)) for row in board.main]
+                      "runs": runs, "values": table, "spectra": spectra, "fisher": fisher_frame(spectra), "main": main,
+                      "orderings": ordering_frame(current), "horizons": horizon_frame(current),
+                      "utility": utility_frame(current, table)})
+    for (model, scale, _), rows in (main.groupby(["model", "scale", "ordering"], sort=False) if len(main) else []):
+        scoped = current[(current["model"] == model) & (current["scale"] == scale)]
+        board.stats |= table_stats(store, frame_rows(rows), scoped, values)
+    main["stats"] = [board.stats.get(row_key(row)) for row in board.main]
     return board

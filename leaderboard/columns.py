@@ -1,4 +1,4 @@
-"""Tables as lists of column declarations, and the writers every output shares.
+"""Tables as lists of column declarations, the writers every output shares, and the value helpers of every frame.
 
 A :class:`Column` says once what a column is: its data name (``key``, the CSV header and JSON
 field), its printed header, how a row's cell is shown, how its value is stored, and which of the
@@ -82,10 +82,6 @@ def mean_sd_cell(mean: float | None, sd: float | None, n: int, absent: str, digi
     return Cell(f"{mean:.{digits}f}{spread}", mean)
 
 
-def text_cell(text: str | None, sort: Any = None) -> Cell:
-    return Cell(text or DASH, sort if sort is not None else text)
-
-
 # --- stored outputs -------------------------------------------------------------------------------
 def stored_rows(columns: list[Column], rows: Iterable[Any], output: str) -> list[dict[str, Any]]:
     return [{c.key: c.stored(row) for c in columns if output in c.outputs} for row in rows]
@@ -104,6 +100,17 @@ def csv_text(columns: list[Column], rows: Iterable[Any]) -> str:
     out = io.StringIO()
     frame.to_csv(out, index=False, lineterminator="\n", na_rep="")
     return out.getvalue()
+
+
+def optional(value: float | None) -> float | None:
+    """A number as float; NaN (pandas' absent) or None as None."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def best_first(rows: pd.DataFrame, score: pd.Series, within: Iterable[str] = ()) -> pd.DataFrame:
+    """``rows`` by descending ``score`` (rows without one last, ties by method), inside each group of ``within``."""
+    keyed = rows.assign(_none=score.isna(), _neg=-score)
+    return keyed.sort_values([*within, "_none", "_neg", "method"]).drop(columns=["_none", "_neg"])
 
 
 def finite(value: Any) -> Any:

@@ -1,26 +1,10 @@
 """Continual-learning metrics of the utility axis, from the matrix R[t][i] a run stores.
 
-R[t][i] is a measure of the i-th domain of a run's ordering (i = 0 .. T-1) on the model after
-domain t (t = 0: the starting model; t = i + 1: right after domain i was trained). Two measures:
-
-* ``nll``: held-out response NLL of domain i (``domain_nll/<domain>``, nats per token, lower is
-  better), the measure that moves at micro scale;
-* ``task``: domain i's task metric (MedQA accuracy, LegalBench balanced accuracy, HumanEval pass@1;
-  higher is better), where the suite evaluated it.
-
-Every metric is oriented so that positive means better (s = +1 if higher is better, -1 if not):
-
-    plasticity P_i          = s (R[i+1][i] - R[i][i])              gain on domain i from training it
-    learning retained       = 100 * mean_i P_i / mean_i P_i(Standard LoRA, same model and ordering)
-    forgetting F            = mean_{i<T-1} [ max_{i+1 <= l <= T-1} s R[l][i] - s R[T][i] ]   (Chaudhry et al. 2018)
-    backward transfer BWT   = mean_{i<T-1} s (R[T][i] - R[i+1][i])                        (Lopez-Paz & Ranzato 2017)
-    forward transfer FWT    = mean_{i>=1}  s (R[i][i] - R[0][i])    gain on i from the domains before it
-    final average A_T       = mean_i R[T][i]                         (raw units)
-    final gain              = mean_i s (R[T][i] - R[0][i])           what is left of the learning at the end
-
-A matrix is a float array with NaN where a value was not measured; a mean skips NaN and is NaN
-when nothing is left (undefined, never 0). Torch-free: reads the frames of ``leaderboard.aggregate``
-(runs: a row per run; values: a row per run x step x key with its finite value).
+R[t][i] is a measure of the i-th domain of a run's ordering (i = 0 .. T-1) on the model after domain t
+(t = 0: the starting model); the measures (held-out NLL, task metric) and the metrics over R, each
+oriented so that positive means better, are defined in docs/leaderboard.md ("The utility axis").
+A matrix is a float array with NaN where a value was not measured; a mean skips NaN and is NaN when
+nothing is left (undefined, never 0). Reads the frames of ``leaderboard.aggregate``.
 """
 from __future__ import annotations
 
@@ -29,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from leaderboard.columns import best_first, optional
 
 REFERENCE_METHOD = "standard_lora"  # learning retained is a share of its plasticity
 NO_TRAINING_METHOD = "no_training"  # the built-in reference that learns nothing
@@ -133,20 +119,16 @@ def retained_by_run(runs: pd.DataFrame, values: pd.DataFrame, measure: Measure =
 
 
 # --- rows of a table -----------------------------------------------------------------------------
-def plain(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
-
-
 def stat(values: pd.Series) -> dict[str, float | None]:
     """Mean and SD over seeds of the measured values (SD undefined below two)."""
-    return {"mean": plain(values.mean()), "sd": plain(values.std())}
+    return {"mean": optional(values.mean()), "sd": optional(values.std())}
 
 
 def mean_of(arrays: pd.Series) -> list:
     """The element-wise mean over runs of their arrays (NaN skipped), as nested lists with None."""
     stacked = np.stack(list(arrays))
     means = pd.DataFrame(stacked.reshape(len(stacked), -1)).mean().to_numpy().reshape(stacked.shape[1:])
-    return np.vectorize(plain, otypes=[object])(means).tolist()
+    return np.vectorize(optional, otypes=[object])(means).tolist()
 
 
 def method_row(members: pd.DataFrame) -> dict[str, object]:
@@ -171,7 +153,6 @@ def utility_frame(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
         for table, group in utility_by_run(runs, values, measure).groupby(TABLE):
             methods = pd.DataFrame([{"method": m, **method_row(g)} for m, g in group.groupby("method")])
             retained = methods["learning_retained"].map(lambda s: s["mean"]).astype(float)
-            methods = methods.assign(_none=retained.isna(), _neg=-retained).sort_values(["_none", "_neg", "method"])
-            for row in [start_row(group), *methods.drop(columns=["_none", "_neg"]).to_dict("records")]:
+            for row in [start_row(group), *best_first(methods, retained).to_dict("records")]:
                 rows.append({**dict(zip(TABLE, table, strict=True)), **about, **row})
     return pd.DataFrame(rows)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from leaderboard.aggregate import Board
-from leaderboard.columns import DASH, SHOWN, Cell, Column, Table, mean_sd_cell, number, text_cell
+from leaderboard.columns import DASH, SHOWN, Cell, Column, Table, mean_sd_cell, number
 from leaderboard.continual import NO_TRAINING_METHOD, REFERENCE_METHOD, START_METHOD
 from leaderboard.tables import duration, scale_note, scope
 
@@ -61,7 +61,7 @@ def ordering_columns(orderings: list[str]) -> list[Column]:
             shown("within_ordering_sd", "Seed SD within", lambda r: number(r.within_ordering_sd, DASH, 2)),
             shown("across_below_within", "Across < within", lambda r: yes_no(r.across_below_within)),
             shown("ordering_effect_sd", "Ordering effect SD", lambda r: number(r.ordering_effect_sd, DASH, 2)),
-            shown("worst_ordering", "Worst ordering", lambda r: text_cell(r.worst_ordering)),
+            shown("worst_ordering", "Worst ordering", lambda r: Cell(r.worst_ordering or DASH, r.worst_ordering)),
             shown("worst_last_domain", "Worst last domain", worst_last_cell)]
 
 
@@ -217,8 +217,3 @@ def checks_table(model: str, scale: str, report: dict[str, Any]) -> Table:
     """The starting model's report (e.g. the micro world's organism checks)."""
     return Table(f"checks-{model}-{scale}", model, scale, f"Starting model checks — {scope(model, scale)}", scale_note(scale),
                  CHECK_COLUMNS, list(report.get("checks", [])))
-
-
-def report_details(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """Everything in a model report besides its checks (data provenance, sizes, ...), as text."""
-    return [(key, plain(value)) for key, value in sorted(report.items()) if key not in ("checks", "model", "scale")]

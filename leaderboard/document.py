@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
+from leaderboard import detail_tables
 from leaderboard.aggregate import Board
 from leaderboard.artifacts import Plot
 from leaderboard.columns import Table
-from leaderboard.detail_tables import (
-    checks_table,
-    fisher_tables,
-    horizon_tables,
-    matrix_tables,
-    ordering_tables,
-    report_details,
-    runs_tables,
-    utility_tables,
-)
 from leaderboard.tables import main_tables, versions
 
 HEADLINE_PLOT = "safety_utility"
@@ -26,12 +18,12 @@ MAIN_GROUP = "Main tables"
 # Heading -> the tables under it, in display order; the terminal shows only the main group.
 GROUPS = {
     MAIN_GROUP: main_tables,
-    "Utility (continual learning)": utility_tables,
-    "Utility matrix R[t][i]": matrix_tables,
-    "Ordering sensitivity": ordering_tables,
-    "Sequence length": horizon_tables,
-    "Fisher spectrum": fisher_tables,
-    "Runs": runs_tables,
+    "Utility (continual learning)": detail_tables.utility_tables,
+    "Utility matrix R[t][i]": detail_tables.matrix_tables,
+    "Ordering sensitivity": detail_tables.ordering_tables,
+    "Sequence length": detail_tables.horizon_tables,
+    "Fisher spectrum": detail_tables.fisher_tables,
+    "Runs": detail_tables.runs_tables,
 }
 
 
@@ -42,14 +34,10 @@ class Section:
     model: str
     scale: str
     checks: Table | None  # the starting model's checks, from its model report
-    details: list[tuple[str, str]]  # the rest of the model report (data provenance, ...)
+    details: list[tuple[str, Any]]  # the rest of the model report (data provenance, ...), by key
     groups: list[tuple[str, list[Table]]]  # (heading, tables); empty groups are left out
     plots: list[Plot]
     headline: list[Plot] = field(default_factory=list)  # the safety-utility figure(s), shown first
-
-
-def is_headline(plot: Plot) -> bool:
-    return plot.name.startswith(f"{HEADLINE_PLOT}__")
 
 
 def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Section]:
@@ -63,9 +51,10 @@ def sections(board: Board, plots: list[Plot], compact: bool = False) -> list[Sec
         report = board.reports.get(model) or {}
         groups = [(heading, [t for t in ts if (t.model, t.scale) == (model, scale)]) for heading, ts in tables.items()]
         mine = [p for p in plots if (p.model, p.scale) == (model, scale)]
-        out.append(Section(model, scale, checks_table(model, scale, report) if report.get("checks") else None,
-                           report_details(report), [(heading, ts) for heading, ts in groups if ts],
-                           [p for p in mine if not is_headline(p)], [p for p in mine if is_headline(p)]))
+        headline = [p for p in mine if p.name.startswith(f"{HEADLINE_PLOT}__")]
+        out.append(Section(model, scale, detail_tables.checks_table(model, scale, report) if report.get("checks") else None,
+                           [(k, v) for k, v in sorted(report.items()) if k not in ("checks", "model", "scale")],
+                           [(heading, ts) for heading, ts in groups if ts], [p for p in mine if p not in headline], headline))
     return out
 
 

@@ -1,18 +1,10 @@
 """Flags: when a row's composite is not measuring behaviour, say so beside it.
 
-The headline composite keeps the paper's formula (faithfulness); a flag marks a row whose numbers
-cannot be read as a safety result:
-
-* ``degenerate``: a generation-judged benchmark (any ``<benchmark>/degenerate_rate`` record:
-  HarmBench, XSTest, WildGuard) has more than ``DEGENERATE_LIMIT`` % degenerate responses (empty,
-  looping, garbled: ``benchmarks/degenerate.py``). Its refusal rate then counts broken text as
-  "not refused", so the composite measures collapse, not compliance.
-* ``bbq_at_chance``: BBQ's disambiguated accuracy is at or below chance + ``CHANCE_MARGIN``
-  points (chance = 100/3: three answer options). A model that cannot answer the disambiguated
-  questions makes the bias term (100 - |s_AMB|) meaningless: answering at random or always
-  "unknown" scores a perfect term.
-
-Plain data in, strings out (no torch): the leaderboard and ``erosion evaluate`` share it.
+The headline composite keeps the paper's formula; a flag (``degenerate``: a generation-judged benchmark
+with more than ``DEGENERATE_LIMIT`` % degenerate responses, ``bbq_at_chance``: BBQ's disambiguated
+accuracy at or below chance + ``CHANCE_MARGIN``) marks a row whose numbers cannot be read as a safety
+result; why each is so: docs/leaderboard.md, "Flags". Plain data in, strings out (no torch): the
+leaderboard and ``erosion evaluate`` share it.
 """
 from __future__ import annotations
 

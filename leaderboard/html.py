@@ -1,13 +1,8 @@
-"""The leaderboard as one self-contained HTML page.
+"""The leaderboard as one self-contained HTML page (layout: docs/leaderboard.md, "HTML page").
 
 The page must open from disk on a machine with no network and no server: styles and the
 table-sorting script are inline, plots are embedded as base64 ``data:`` URIs, and nothing is
 fetched (even the favicon is an empty data URI, so the browser does not ask for one).
-
-Layout: each (model, scale) section opens with its headline figure (the ``safety_utility`` plot,
-else the composite trajectory), then the compact main table (safety with interval, tests against
-Standard LoRA and the next method, over-refusal) that fits the screen; every step and benchmark
-column is one click away in a ``<details>``; run metadata closes the page as a table.
 """
 from __future__ import annotations
 
@@ -20,7 +15,8 @@ from typing import Any
 from leaderboard.aggregate import Board
 from leaderboard.artifacts import Plot
 from leaderboard.columns import SIGNIFICANT, TIE, Cell, Table
-from leaderboard.document import HEADLINE_HEADING, HEADLINE_PLOT, MAIN_GROUP, Section, metadata
+from leaderboard.detail_tables import plain
+from leaderboard.document import HEADLINE_HEADING, MAIN_GROUP, Section, metadata
 from leaderboard.tables import HEADLINE_FORMULA, compact_caption, scale_note, scope
 
 SAMPLES_PAGE = "samples.html"  # leaderboard/samples.py writes it beside this page
@@ -88,28 +84,13 @@ def plot_html(plot: Plot, css: str = "") -> str:
     )
 
 
-def plot_kind(plot: Plot) -> str:
-    return plot.name.split("__", 1)[0]
-
-
-def headline_plots(plots: list[Plot]) -> list[Plot]:
-    """The safety-utility figure(s) of a section; the trajectory plot(s) until one is drawn."""
-    for kind in (HEADLINE_PLOT, FALLBACK_HEADLINE_PLOT):
-        found = [p for p in plots if plot_kind(p) == kind]
-        if found:
-            return found
-    return []
-
-
 def value_html(value: Any) -> str:
     """A report value for people: a mapping as a nested key/value table, a list as lines, never raw JSON."""
     if isinstance(value, dict):
         return key_value_table([(str(k), v) for k, v in sorted(value.items())])
     if isinstance(value, list):
         return "<br>".join(value_html(v) for v in value)
-    if isinstance(value, float):
-        return escape(f"{value:.4g}")
-    return escape("" if value is None else str(value))
+    return escape(plain(value))
 
 
 def key_value_table(items: list[tuple[str, Any]]) -> str:
@@ -124,8 +105,9 @@ def main_group_html(tables: list[Table]) -> str:
     return (f"{compact}<details><summary>Every step and benchmark (with 95% intervals)</summary>{full}</details>")
 
 
-def section_html(section: Section, report: dict[str, Any]) -> str:
-    headline = section.headline or headline_plots(section.plots)
+def section_html(section: Section) -> str:
+    # Until a safety_utility plot is drawn, the trajectory plot(s) take the headline's place.
+    headline = section.headline or [p for p in section.plots if p.name.startswith(f"{FALLBACK_HEADLINE_PLOT}__")]
     parts = [
         f'<section id="{html_id(section.model + "-" + section.scale)}">',
         f"<h2>{escape(scope(section.model, section.scale))}</h2>",
@@ -139,8 +121,7 @@ def section_html(section: Section, report: dict[str, Any]) -> str:
             parts.append(main_group_html(tables))
     if section.checks or section.details:
         checks = table_html(section.checks) if section.checks else ""
-        details = {k: v for k, v in report.items() if k not in ("checks", "model", "scale")}
-        parts.append(f"<h3>Starting model</h3>{checks}{key_value_table(sorted(details.items())) if details else ''}")
+        parts.append(f"<h3>Starting model</h3>{checks}{key_value_table(section.details) if section.details else ''}")
     for heading, tables in section.groups:
         if heading != MAIN_GROUP:
             parts.append(f"<h3>{escape(heading)}</h3>" + "".join(table_html(t) for t in tables))
@@ -155,7 +136,7 @@ def section_html(section: Section, report: dict[str, Any]) -> str:
 
 def page(board: Board, sections: list[Section]) -> str:
     """The whole page as one string."""
-    body = "\n".join(section_html(s, board.reports.get(s.model) or {}) for s in sections) \
+    body = "\n".join(section_html(s) for s in sections) \
         or "<p>No runs and no model reports in this folder yet.</p>"
     return f"""{page_head("erosion-bench leaderboard", asset("page.css"))}
 <h1>erosion-bench leaderboard</h1>

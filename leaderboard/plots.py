@@ -18,8 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from leaderboard.aggregate import HEADLINE, Board, optional
+from leaderboard.aggregate import HEADLINE, Board
 from leaderboard.artifacts import Plot
+from leaderboard.columns import optional
 from leaderboard.continual import NO_TRAINING_METHOD, REFERENCE_METHOD, START_METHOD, retained_by_run
 from leaderboard.document import HEADLINE_PLOT
 from leaderboard.tables import METRICS, scale_note, scope
@@ -38,14 +39,18 @@ def method_colors(runs: pd.DataFrame) -> dict[str, Color]:
     return {m: colormaps["tab10"](i % 10) for i, m in enumerate(sorted(runs["method"].unique()))}
 
 
-def saved_plot(fig: Figure, path: Path, model: str, scale: str, title: str, caption: str) -> Plot:
-    """Write the figure (with its scale note) and describe it for the tables and the page."""
+def saved_plot(fig: Figure, path: Path, about: tuple[str, str, str], title: str, caption: str, ax: Axes | None = None) -> Plot:
+    """Title the figure (or its one ``ax``) with the scale and model, put the scale note under it and
+    after the caption, write it, and describe it for the tables and the page."""
+    model, scale, _ = about
+    title = f"{title} — {scope(model, scale)}"
+    (fig.suptitle if ax is None else ax.set_title)(title, fontsize=10)
     # supxlabel (not fig.text) so the constrained layout makes room for it under the tick labels.
     fig.supxlabel(scale_note(scale), fontsize=8, style="italic")
     FigureCanvasAgg(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
-    return Plot(path.stem, path, model, scale, title, caption)
+    return Plot(path.stem, path, model, scale, title, f"{caption} {scale_note(scale)}")
 
 
 def grid(count: int, max_cols: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
@@ -67,7 +72,6 @@ def safety_utility_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[s
     """Final composite safety against learning retained (left) and the final domain composite
     (right): one point per method, mean ± SD over its runs on both axes; the starting model and the
     no-training reference marked."""
-    model, scale, domains = about
     finished = runs[runs["usable"] & runs["final"].notna()].set_index("run_id")
     mine = values[values["run_id"].isin(finished.index)]
     domain = mine[mine["key"] == DOMAIN_COMPOSITE]
@@ -84,15 +88,13 @@ def safety_utility_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[s
         points = finished[["method", "final"]].assign(x=x).dropna()
         draw_safety_panel(ax, points, method_colors(runs), (label, empty))
         draw_start(ax, start_x, start_safety)
-    title = f"Safety against utility ({domains}) — {scope(model, scale)}"
-    fig.suptitle(title, fontsize=10)
     caption = (
         f"One point per method: mean ± SD over its seeds and orderings (error bars on both axes). Learning retained = "
         f"a method's mean gain in held-out response NLL on each domain when trained, as % of {REFERENCE_METHOD}'s in the "
         f"same ordering; the star is the starting model (step 0, nothing learned); {NO_TRAINING_METHOD} (X) is the "
-        f"built-in reference that learns nothing. Up and right is better. {scale_note(scale)}"
+        f"built-in reference that learns nothing. Up and right is better."
     )
-    return saved_plot(fig, path, model, scale, title, caption)
+    return saved_plot(fig, path, about, f"Safety against utility ({about[2]})", caption)
 
 
 def draw_safety_panel(ax: Axes, points: pd.DataFrame, colors: dict[str, Color], text: tuple[str, str]) -> None:
@@ -124,7 +126,6 @@ def draw_start(ax: Axes, x: float | None, safety: float | None) -> None:
 # --- composite trajectory ----------------------------------------------------------------------
 def trajectory_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, str, str], path: Path) -> Plot:
     """Composite safety per step, one panel per ordering, mean line with a ±1 SD seed band."""
-    model, scale, _ = about
     headline = values[(values["key"] == HEADLINE) & (values["step"] <= values["n_steps"])]
     bands = headline.groupby(["ordering", "method", "step"])["value"].agg(["mean", "std"]).fillna({"std": 0.0})
     colors = method_colors(runs)
@@ -141,16 +142,13 @@ def trajectory_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, 
         ax.set_ylabel("composite safety")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    title = f"Composite safety per step — {scope(model, scale)}"
-    fig.suptitle(title, fontsize=10)
-    caption = f"Mean over seeds per method, band ±1 SD; failed runs excluded. {scale_note(scale)}"
-    return saved_plot(fig, path, model, scale, title, caption)
+    caption = "Mean over seeds per method, band ±1 SD; failed runs excluded."
+    return saved_plot(fig, path, about, "Composite safety per step", caption)
 
 
 # --- ordering strip plot -----------------------------------------------------------------------
 def ordering_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, str, str], path: Path) -> Plot:
     """Final composite of every run, one column per method, coloured by ordering."""
-    model, scale, domains = about
     usable = runs[runs["usable"]]
     means = usable.groupby("method")["final"].mean().reindex(sorted(runs["method"].unique())).fillna(-math.inf)
     methods = list(means.sort_values(ascending=False, kind="stable").index)
@@ -171,16 +169,14 @@ def ordering_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, st
     ax.set_ylabel("final composite safety")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, title="ordering", title_fontsize=7)
-    title = f"Final composite by ordering ({domains}) — {scope(model, scale)}"
-    ax.set_title(title, fontsize=10)
-    caption = f"One point per finished run; failed runs are counted under the method name. {scale_note(scale)}"
-    return saved_plot(fig, path, model, scale, title, caption)
+    caption = "One point per finished run; failed runs are counted under the method name."
+    return saved_plot(fig, path, about, f"Final composite by ordering ({about[2]})", caption, ax)
 
 
 # --- per-benchmark bars --------------------------------------------------------------------------
 def benchmark_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, str, str], path: Path) -> Plot | None:
     """Final-step value of each benchmark per method (starting model first), ±1 SD over runs."""
-    model, scale, domains = about
+    domains = about[2]
     final = values[values["step"] == values["n_steps"]].groupby(["key", "method"])["value"].agg(["mean", "std"])
     start = values[values["step"] == 0].groupby("key")["value"].agg(["mean", "std"])
     keys = [(k, label) for k, label in METRICS if k in final.index.get_level_values("key")]
@@ -201,13 +197,9 @@ def benchmark_plot(runs: pd.DataFrame, values: pd.DataFrame, about: tuple[str, s
         ax.set_xticks(range(len(bars)), [name for name, *_ in bars], rotation=35, ha="right", fontsize=7)
         ax.set_title(f"{label} ({key})", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    title = f"Benchmarks at the final step ({domains}) — {scope(model, scale)}"
-    fig.suptitle(title, fontsize=10)
-    caption = (
-        f"Mean ± SD over every ordering and seed of {domains}; 'start' is step 0; 'missing' marks a method "
-        f"with no number for that benchmark. {scale_note(scale)}"
-    )
-    return saved_plot(fig, path, model, scale, title, caption)
+    caption = (f"Mean ± SD over every ordering and seed of {domains}; 'start' is step 0; 'missing' marks a method "
+               "with no number for that benchmark.")
+    return saved_plot(fig, path, about, f"Benchmarks at the final step ({domains})", caption)
 
 
 # --- Fisher spectrum -----------------------------------------------------------------------------
@@ -225,7 +217,6 @@ def logged(spectra: pd.DataFrame, kind: str) -> pd.DataFrame:
 def spectrum_plot(spectra: pd.DataFrame, about: tuple[str, str, str], path: Path) -> Plot | None:
     """Share of tr(F) in the top k eigenvectors, safety vs random data: first a summary panel (the
     mean over layers), then one panel per layer; dashed lines mark the table's k90."""
-    model, scale, method = about
     kinds = {kind: logged(spectra, kind) for kind, _ in DATA_KINDS}
     layers = sorted(set().union(*(set(found["layer"]) for found in kinds.values())))
     if not layers:
@@ -241,14 +232,12 @@ def spectrum_plot(spectra: pd.DataFrame, about: tuple[str, str, str], path: Path
     for ax, layer in zip(axes[1:], layers, strict=False):
         k90 = {kind: optional(found.loc[found["layer"] == layer, "k90"].mean()) for kind, found in kinds.items()}
         draw_mass(ax, curves[layer], k90, layer, by_trace)
-    title = f"Fisher spectrum, {method} — {scope(model, scale)}"
-    fig.suptitle(title, fontsize=10)
     norm = "tr(F), as the table's k90" if by_trace else "the sum of the logged top eigenvalues (tr(F) not logged by these runs)"
     caption = (
         f"Share of the Fisher information in the top k eigenvectors, normalised by {norm}; mean over logged runs "
-        f"and steps. First panel: mean over layers. Dotted: 90%; dashed: k90 from the table. {scale_note(scale)}"
+        f"and steps. First panel: mean over layers. Dotted: 90%; dashed: k90 from the table."
     )
-    return saved_plot(fig, path, model, scale, title, caption)
+    return saved_plot(fig, path, about, f"Fisher spectrum, {about[2]}", caption)
 
 
 def draw_mass(ax: Axes, curves: dict[str, np.ndarray | None], k90: dict[str, float | None], title: str, by_trace: bool) -> None:

@@ -18,6 +18,7 @@ from leaderboard import html, samples
 from leaderboard.aggregate import Board, build_board
 from leaderboard.artifacts import Plot
 from leaderboard.columns import markdown_table, text_table
+from leaderboard.detail_tables import plain
 from leaderboard.document import HEADLINE_HEADING, Section, metadata, sections
 from leaderboard.plots import write_plots
 from leaderboard.tables import HEADLINE_FORMULA, json_payload, main_csv, scale_note, scope
@@ -35,22 +36,18 @@ def render(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
     with matplotlib.rc_context({"text.parse_math": False}):
         plots = write_plots(board, out / "plots")
     full = sections(board, plots)
-    relative = {plot.name: plot.path.relative_to(out).as_posix() for plot in plots}
-    paths = {
-        "markdown": out / "leaderboard.md",
-        "csv": out / "leaderboard.csv",
-        "json": out / "leaderboard.json",
-        "html": out / "leaderboard.html",
-        "samples": out / samples.PAGE_NAME,
-    }
-    atomic_write_text(paths["markdown"], markdown_document(board, full, out))
-    atomic_write_text(paths["csv"], main_csv(board))
-    payload = json_payload(board, relative)
-    atomic_write_text(paths["json"], json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    atomic_write_text(paths["html"], html.page(board, full))
+    payload = json_payload(board, {plot.name: plot.path.relative_to(out).as_posix() for plot in plots})
     generations = samples.generations(ResultStore(board.root, create=False), board.current)
-    atomic_write_text(paths["samples"], samples.page(generations, str(board.root)))
-    return paths | {f"plot:{plot.name}": plot.path for plot in plots}
+    written = {  # kind: (file name, text)
+        "markdown": ("leaderboard.md", markdown_document(board, full, out)),
+        "csv": ("leaderboard.csv", main_csv(board)),
+        "json": ("leaderboard.json", json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n"),
+        "html": ("leaderboard.html", html.page(board, full)),
+        "samples": (html.SAMPLES_PAGE, samples.page(generations, str(board.root))),
+    }
+    for name, text in written.values():
+        atomic_write_text(out / name, text)
+    return {kind: out / name for kind, (name, _) in written.items()} | {f"plot:{plot.name}": plot.path for plot in plots}
 
 
 def check_out_dir(out: Path, given: bool) -> None:
@@ -64,10 +61,7 @@ def check_out_dir(out: Path, given: bool) -> None:
 
 def terminal_table(results_dir: str | Path) -> str:
     """The compact main tables (plus starting-model checks and failed runs) as plain text."""
-    return terminal_text(build_board(results_dir))
-
-
-def terminal_text(board: Board) -> str:
+    board = build_board(results_dir)
     if board.runs.empty and not board.reports:
         return f"No runs in {board.root} yet."
     blocks = []
@@ -101,7 +95,7 @@ def markdown_section(section: Section, out_dir: Path) -> list[str]:
     if section.checks or section.details:
         lines += ["", "### Starting model"]
         lines += ["", markdown_table(section.checks)] if section.checks else []
-        lines += [""] + [f"- **{k}:** {v}" for k, v in section.details] if section.details else []
+        lines += [""] + [f"- **{k}:** {plain(v)}" for k, v in section.details] if section.details else []
     for heading, tables in section.groups:
         lines += ["", f"### {heading}"]
         for table in tables:

@@ -1,12 +1,9 @@
-"""The sample viewer: every stored generation on one self-contained page beside the leaderboard.
+"""The sample viewer: every stored generation on one self-contained page beside the leaderboard
+(what it lists and filters: docs/leaderboard.md, "Sample viewer").
 
-"What did the eroded model actually say?" Each generation-judged benchmark stores its items per
-run and step (``runs/<run>/items/step-<k>/<benchmark>.jsonl``: request, response, verdict,
-degenerate reason, refusal NLL). The page lists them for the current runs with filters (run,
-method, step, benchmark, verdict, "not refused") and puts two methods side by side on the same
-items (same ordering, seed, step, benchmark and item id). Like the leaderboard page it opens from
-disk: the items are embedded as a JSON data block, the script and styles are inline, and the
-script writes item text with ``textContent`` only, so a generation is never read as markup.
+Like the leaderboard page it opens from disk: the items are embedded as a JSON data block, the script
+and styles are inline, and the script writes item text with ``textContent`` only, so a generation is
+never read as markup.
 """
 from __future__ import annotations
 
@@ -16,12 +13,11 @@ from html import escape
 import pandas as pd
 
 from harness.core.store import ResultStore
-from leaderboard.html import SAMPLES_PAGE, asset, page_head
+from leaderboard.html import asset, page_head
 
 # Fields of a generation on the page; a benchmark's item may lack some (HumanEval has no verdict).
 FIELDS = ["run_id", "model", "scale", "method", "ordering", "seed", "step", "after", "benchmark", "id", "prompt", "output",
           "verdict", "degenerate_reason", "refusal_nll"]
-PAGE_NAME = SAMPLES_PAGE
 
 
 def generations(store: ResultStore, runs: pd.DataFrame) -> list[dict[str, object]]:

@@ -1,18 +1,9 @@
 """Uncertainty at leaderboard time, from the bootstrap draws each evaluation point stored.
 
 No torch and no benchmark code: a run's step has, for every score, ``N`` draws made on Poisson
-resamples of its items, with item i's weight in draw b seeded by (benchmark, item id) only
-(benchmarks/base.py). Two runs scored on the same items were therefore resampled identically, and
-subtracting their draws draw by draw is a *paired* bootstrap of their difference: the variation
-that both share (an item that every model finds hard) cancels. Rules (docs/leaderboard.md):
-
-* A method's value is the mean over its seeds. Its draw b is the mean of draw b over a resample
-  (with replacement, seeded by the method's name) of its runs, so the interval carries item
-  sampling and, with two or more seeds, seed-to-seed variation; with one seed, item sampling only.
-* A difference is significant when its 95% percentile interval excludes 0. The p-value is twice
-  the share of difference draws on the far side of 0 (two-sided), capped at 1.
-* Ranks: methods sorted by mean final; a method shares its neighbour's rank unless the two differ
-  significantly, so a run of ties is one rank.
+resamples of its items, seeded by (benchmark, item id) only (benchmarks/base.py), so two runs scored
+on the same items were resampled identically and subtracting their draws is a *paired* bootstrap.
+Seed pooling, significance, p-values and tie-aware ranks: docs/leaderboard.md, "Uncertainty".
 """
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ final composite. Every table names the scale and model that produced it in its t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -75,13 +74,14 @@ def scale_note(scale: str) -> str:
 
 
 # --- cells of a main-table row (a row of Board.main: a named tuple with its ``stats``) ---------------
-def is_start(row: Any) -> bool:
-    return row.kind == "start"
-
-
 def absent_or_dash(row: Any) -> str:
     """What an empty cell says: the row's reason, or a dash where the number does not apply."""
-    return row.absent if row.final_mean is None and not is_start(row) else DASH
+    return row.absent if row.final_mean is None and row.kind != "start" else DASH
+
+
+def unless_start(row: Any) -> str:
+    """What an empty cell of a number the starting model has none of says."""
+    return DASH if row.kind == "start" else row.absent
 
 
 def bracket(found: tuple[float, float] | None, digits: int = 1) -> str:
@@ -90,6 +90,11 @@ def bracket(found: tuple[float, float] | None, digits: int = 1) -> str:
 
 def interval_of(row: Any, key: str) -> tuple[float, float] | None:
     return row.stats.intervals.get(key) if row.stats else None
+
+
+def test_of(row: Any, which: str) -> Comparison | None:
+    """The row's test against Standard LoRA ("vs_reference") or the next row ("vs_next")."""
+    return getattr(row.stats, which) if row.stats else None
 
 
 def final_cell(row: Any) -> Cell:
@@ -113,21 +118,14 @@ def comparison_cell(found: Comparison | None, untested: str) -> Cell:
     return Cell(text, found.difference, SIGNIFICANT if found.significant else TIE)
 
 
-def tested_cell(row: Any, which: str) -> Cell:
-    """The row's test against Standard LoRA ("vs_reference") or the next row ("vs_next")."""
-    return comparison_cell(getattr(row.stats, which) if row.stats else None, absent_or_dash(row))
-
-
 def rank_cell(row: Any) -> Cell:
     rank = row.stats.rank if row.stats and row.stats.rank else absent_or_dash(row)
     return Cell(rank, int(rank.lstrip("=")) if rank[-1:].isdigit() else None)
 
 
 def accelerates_cell(row: Any) -> Cell:
-    if is_start(row):
-        return Cell(DASH)
-    if row.acceleration is None:
-        return Cell(absent_or_dash(row) if row.final_mean is None else DASH)
+    if row.acceleration is None:  # the starting model's too
+        return Cell(absent_or_dash(row))
     return Cell(f"{'yes' if row.accelerates else 'no'} ({row.acceleration:+.2f})", row.acceleration)
 
 
@@ -148,11 +146,6 @@ def duration(seconds: float | None, absent: str) -> Cell:
     return Cell(f"{seconds:.0f} s", seconds)
 
 
-def metric_digits(values: Iterable[float]) -> int:
-    """Benchmarks report percentages (0-100) or fractions (0-1); a fraction column needs three decimals."""
-    return 3 if all(abs(v) <= 1 for v in values) else 1
-
-
 def metric_cell(row: Any, key: str, digits: int) -> Cell:
     cell = number(row.metrics.get(key), row.absent, digits)
     return Cell(cell.text + bracket(interval_of(row, key), digits), cell.sort) if cell.sort is not None else cell
@@ -160,7 +153,7 @@ def metric_cell(row: Any, key: str, digits: int) -> Cell:
 
 def step_cell(row: Any, step: int) -> Cell:
     value = row.composite_by_step[step] if step < len(row.composite_by_step) else None
-    return number(value, DASH if is_start(row) and step else row.absent)
+    return number(value, unless_start(row) if step else row.absent)
 
 
 def stats_payload(stats: RowStats | None) -> dict[str, Any] | None:
@@ -170,12 +163,6 @@ def stats_payload(stats: RowStats | None) -> dict[str, Any] | None:
             "intervals": {key: list(found) for key, found in stats.intervals.items()},
             "vs_standard_lora": dataclasses.asdict(stats.vs_reference) if stats.vs_reference else None,
             "vs_next": dataclasses.asdict(stats.vs_next) if stats.vs_next else None}
-
-
-def tested_value(row: Any, which: str, field: str) -> Any:
-    """A field of the row's test against Standard LoRA ("reference") or the next row, for the CSV."""
-    found = getattr(row.stats, which) if row.stats else None
-    return getattr(found, field) if found else None
 
 
 # --- the main table's columns -----------------------------------------------------------------------
@@ -198,17 +185,17 @@ def main_columns(rows: list[Any]) -> list[Column]:
         Column("composite_by_step", outputs=JSON_ONLY),
         *(Column(key, outputs=STORED) for key in ("final_mean", "final_sd", "n_final")),
         Column("final", FINAL_HEADER, final_cell, outputs=SHOWN, compact=True),
-        Column("vs_reference", VS_REFERENCE_HEADER, lambda r: tested_cell(r, "vs_reference"), outputs=SHOWN, compact=True),
-        Column("vs_next", VS_NEXT_HEADER, lambda r: tested_cell(r, "vs_next"), outputs=SHOWN, compact=True),
-        Column("loss_per_step", "Loss/step", lambda r: number(r.loss_per_step, DASH if is_start(r) else r.absent, 2)),
+        *(Column(which, header, lambda r, w=which: comparison_cell(test_of(r, w), absent_or_dash(r)), outputs=SHOWN, compact=True)
+          for which, header in (("vs_reference", VS_REFERENCE_HEADER), ("vs_next", VS_NEXT_HEADER))),
+        Column("loss_per_step", "Loss/step", lambda r: number(r.loss_per_step, unless_start(r), 2)),
         Column("acceleration", outputs=STORED),
         Column("accelerates", "Accelerates", accelerates_cell),
         Column("retention_pct", "Retention %", lambda r: number(r.retention_pct, r.absent), compact=True),
         Column("flags", "Flags", flags_cell, outputs=SHOWN, compact=True),
         *metric_columns(rows),
         Column("metrics", outputs=JSON_ONLY),
-        Column("csm_triggers", "CSM triggers", lambda r: number(r.csm_triggers, DASH if is_start(r) else r.absent)),
-        Column("wall_time_s", "Wall time", lambda r: duration(r.wall_time_s, DASH if is_start(r) else r.absent)),
+        Column("csm_triggers", "CSM triggers", lambda r: number(r.csm_triggers, unless_start(r))),
+        Column("wall_time_s", "Wall time", lambda r: duration(r.wall_time_s, unless_start(r))),
         Column("absent", outputs=STORED),
         Column("config_hashes", outputs=STORED),
         Column("flags", value=lambda r: flags(r.metrics), outputs=STORED, joiner="; "),
@@ -222,7 +209,7 @@ def metric_columns(rows: list[Any]) -> list[Column]:
     for key, label in METRICS:
         present = [row.metrics[key] for row in rows if key in row.metrics]
         shown = frozenset({"markdown", "html"} | ({"terminal"} if key in COMPACT_METRICS else set())) if present else frozenset()
-        digits = metric_digits(present)
+        digits = 3 if all(abs(v) <= 1 for v in present) else 1  # percentages (0-100), or fractions (0-1)
         out.append(Column(key, label, lambda r, key=key, d=digits: metric_cell(r, key, d),
                           lambda r, key=key: r.metrics.get(key), CSV_ONLY | shown, compact=key in FIRST_SCREEN_METRICS))
     return out
@@ -231,10 +218,11 @@ def metric_columns(rows: list[Any]) -> list[Column]:
 def stats_columns() -> list[Column]:
     """The CSV's uncertainty columns (the JSON keeps them nested under ``stats``)."""
     columns = [Column("rank", value=lambda r: r.stats.rank if r.stats else None, outputs=CSV_ONLY),
-               Column("final_ci_low", value=lambda r: (interval_of(r, "composite/safety") or (None,))[0], outputs=CSV_ONLY),
-               Column("final_ci_high", value=lambda r: (interval_of(r, "composite/safety") or (None, None))[1], outputs=CSV_ONLY)]
+               *(Column(f"final_ci_{end}", value=lambda r, i=i: (interval_of(r, "composite/safety") or (None, None))[i],
+                        outputs=CSV_ONLY) for i, end in enumerate(("low", "high")))]
     for prefix, which in (("vs_standard_lora", "vs_reference"), ("vs_next", "vs_next")):
-        columns += [Column(f"{prefix}{suffix}", value=lambda r, w=which, f=field: tested_value(r, w, f), outputs=CSV_ONLY)
+        columns += [Column(f"{prefix}{suffix}", value=lambda r, w=which, f=field: getattr(test_of(r, w), f, None),
+                           outputs=CSV_ONLY)
                     for suffix, field in (("", "difference"), ("_p", "p_value"), ("_significant", "significant"))]
     return columns + [Column("stats", value=lambda r: stats_payload(r.stats), outputs=JSON_ONLY)]
 
@@ -296,7 +284,7 @@ def main_table(rows: list[Any]) -> Table:
         # In the title too, so the terminal (which prints no captions) says it as plainly.
         title=f"Composite safety, ordering {first.ordering}{ONE_SEED_TITLE if one_seed(rows) else ''} — "
               f"{scope(first.model, first.scale)}",
-        caption=main_caption(rows), columns=main_columns(rows), rows=rows, pinned=[is_start(row) for row in rows])
+        caption=main_caption(rows), columns=main_columns(rows), rows=rows, pinned=[row.kind == "start" for row in rows])
 
 
 def compact_caption(table: Table) -> str:
