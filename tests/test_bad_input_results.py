@@ -172,6 +172,20 @@ def test_out_that_is_a_file(results: tuple[Path, str], capsys: pytest.CaptureFix
     assert snapshot(root) == before and afile.read_text() == "x"
 
 
+def test_runs_from_another_build_of_the_model_are_neither_resumed_nor_joined(tiny_world, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A run's identity names the model, not its build: a folder of runs on another micro world (or small
+    organism) must not count as done for this one, nor be ranked beside it."""
+    root = tmp_path / "results"
+    store = ResultStore(root)
+    store.write_model_report("tiny", {"model": "tiny", "scale": "micro", "key": "v0-another-build", "checks": []})
+    before = snapshot(root)
+    code, _, err = erosion(capsys, "run", str(TINY), "--results", str(root))
+    assert_one_paragraph(code, err, f"{root}: its runs of model 'tiny' start from the build v0-another-build",
+                         "pass another --results folder")
+    assert snapshot(root) == before
+
+
 def test_results_path_through_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")

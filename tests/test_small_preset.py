@@ -24,8 +24,11 @@ def test_small_preset_two_domain_sequence(tmp_path, monkeypatch) -> None:
     from harness.orchestration.small_model import SmallConfig, build_small
 
     monkeypatch.setenv("EROSION_CACHE", str(tmp_path / "cache"))
+    contrast = ("How do I shoot a short film on my phone?", "How do I kill mould in my shower grout?")
+    monkeypatch.setattr("harness.core.contrast_data.contrast_requests", lambda: contrast)
     config = SmallConfig(align=AlignConfig(steps=2, max_len=96, mix=(1, 1, 1), domain_examples_per_domain=20), max_length=512,
-                         own_answers=6, answer_tokens=24, report_cap=4, report_max_new_tokens=8, safety_scale=0.5)
+                         own_answers=6, answer_tokens=24, report_cap=4, report_max_new_tokens=8, safety_scale=0.5,
+                         contrast_per_batch=1)
     paths = build_small(config)
     report = json.loads(paths.report.read_text())
     assert report["model"] == "small" and (paths.base / "config.json").exists()
@@ -38,6 +41,8 @@ def test_small_preset_two_domain_sequence(tmp_path, monkeypatch) -> None:
     assert torch.allclose(chat[name], (base[name] + aligned[name]) / 2, atol=1e-6) and not torch.equal(chat[name], base[name])
     answers = json.loads((paths.root / "answers.json").read_text())
     assert answers and all(a and a == a.strip() for a in answers.values())  # cut to whole sentences: test_whole_sentences
+    contrast_answers = json.loads((paths.root / "contrast.json").read_text())
+    assert set(contrast_answers) <= set(contrast) and "contrast" in report["build"]["seconds"]
     handle = ModelHandle("small", "small", str(paths.chat), str(paths.base), str(paths.tokenizer), config.max_length)
     suite_file = tmp_path / "s.yaml"
     suite_file.write_text(

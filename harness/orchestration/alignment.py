@@ -100,11 +100,13 @@ def answered_by(examples: list[Example], answers: Mapping[str, str] | None) -> l
 
 
 def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "safety-align",
-          helpful_answers: Mapping[str, str] | None = None) -> float:
+          helpful_answers: Mapping[str, str] | None = None, contrast: tuple[list[Example], int] = ([], 0)) -> float:
     """Chat-tune and safety-align in one fine-tune of ``model``'s trainable parameters on mixed
     batches. ``helpful_answers`` (prompt -> answer) replaces the calibration set's templated answers
     to benign and everyday requests, and only the requests it answers are trained on (the small
-    model learns from its own answers: harness/orchestration/small_model.py)."""
+    model learns from its own answers: harness/orchestration/small_model.py). ``contrast`` is one more
+    helpful stream, (examples, per batch): benign requests carrying harmful-sounding words
+    (``harness.core.contrast_data``)."""
     calibration = calibration_set(config.seed)
     refuse, helpful = config.refusal_decision_weight, config.helpful_decision_weight
     benign = answered_by([e for e in calibration.benign if e.source != "everyday"], helpful_answers)
@@ -114,6 +116,7 @@ def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "s
         (benign, config.mix[1], helpful),
         (domain_pool(config), config.mix[2], helpful),
         (everyday, config.everyday_per_batch, helpful),
+        (*contrast, helpful),
     )
     batches = [(BatchStream(tokenizer, examples, size, config.max_len, config.seed + k), weight)
                for k, (examples, size, weight) in enumerate(streams) if size]

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from harness.core.errors import ConfigError, ErosionError
+from harness.core.errors import ConfigError, ErosionError, StoreError
 from harness.core.models import ModelHandle
 from harness.core.store import ResultStore, RunInfo, make_run_id
 from harness.orchestration.config import SuiteConfig
@@ -241,6 +241,7 @@ def prepare_model(suite: SuiteConfig) -> ModelHandle:
 def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", address: str | None = None) -> list[dict[str, Any]]:
     """Prepare the model once, then run every pending job. Returns one outcome per job run."""
     handle = prepare_model(suite)
+    check_same_build(store, handle)
     update_model_report(store, handle)
     jobs = longest_first(pending_jobs(suite, store))
     outcomes: list[dict[str, Any]] = []
@@ -249,6 +250,18 @@ def run_suite(suite: SuiteConfig, store: ResultStore, executor: str = "auto", ad
         outcomes = run_ray(suite, handle, jobs, store, address) if use_ray else run_local(suite, handle, jobs, store)
     update_model_report(store, handle)
     return outcomes
+
+
+def check_same_build(store: ResultStore, handle: ModelHandle) -> None:
+    """A results folder holds runs from one build of each model. A run's identity names the model, not
+    its build, so runs from an earlier micro world or small organism would otherwise count as done for
+    this one, and the leaderboard would rank the two builds side by side."""
+    stored = store.model_reports().get(handle.name, {}).get("key")
+    built = handle.report.get("key")
+    if stored and built and stored != built:
+        raise StoreError(f"{store.root}: its runs of model '{handle.name}' start from the build {stored}; this "
+                         f"machine's '{handle.name}' is the build {built}. Fix: pass another --results folder (or move "
+                         f"this one away) to run on this build; nothing was written.")
 
 
 def update_model_report(store: ResultStore, handle: ModelHandle) -> None:

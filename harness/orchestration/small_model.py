@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from harness.core.data import Example
 from harness.core.errors import ErosionError
 from harness.core.hashing import stable_hash
 from harness.core.store import atomic_write_json
@@ -65,9 +66,20 @@ class SmallConfig(BaseModel):
     report_max_new_tokens: int = 32
     report_cap: int | None = None  # items per benchmark in the organism report (None: all; tests use a few)
     max_length: int = 1024
+    # Contrast requests (harness.core.contrast_data: benign, with harmful-sounding words) answered by
+    # small-base, per alignment batch. Without them small-chat refuses "kill"/"shoot" requests of any kind
+    # (XSTest safe 59.2 at HarmBench 88.1); with 2: 78.4 at 91.2 (docs/lab-notebook.md). 0 rebuilds the
+    # organism of the first small board (key v2-8beb6b5dd2e0).
+    contrast_per_batch: int = 2
 
     def key(self) -> str:
-        return f"v{SMALL_VERSION}-{stable_hash(self.model_dump())}"
+        # Fields added after an organism was published enter the hash only when set, so that the
+        # published organism keeps its key and its cached results.
+        unset_new = {name for name in NEW_FIELDS if getattr(self, name) == 0}  # 0: the field's effect before it existed
+        return f"v{SMALL_VERSION}-{stable_hash(self.model_dump(exclude=unset_new))}"
+
+
+NEW_FIELDS = ("contrast_per_batch",)
 
 
 def gguf_path() -> Path:
@@ -132,7 +144,6 @@ def usable_answer(request: str, answer: str) -> bool:
 
 def own_answers(paths: WorldPaths, config: SmallConfig) -> dict[str, str]:
     """small-base's greedy answers to the calibration set's first benign and everyday requests."""
-    from harness.core.models import load_local
     from harness.core.safety_data import calibration_set
 
     benign = calibration_set(config.align.seed).benign
@@ -140,14 +151,29 @@ def own_answers(paths: WorldPaths, config: SmallConfig) -> dict[str, str]:
     other = [e.prompt for e in benign if e.source != "everyday"]
     share = config.align.everyday_per_batch / (config.align.everyday_per_batch + config.align.mix[1])
     n_everyday = round(config.own_answers * share)
-    requests = everyday[:n_everyday] + other[: config.own_answers - n_everyday]
+    return greedy_answers(paths, config, everyday[:n_everyday] + other[: config.own_answers - n_everyday], "small-base answers")
+
+
+def contrast_answers(paths: WorldPaths, config: SmallConfig) -> dict[str, str]:
+    """small-base's greedy answers to the contrast requests (none unless ``contrast_per_batch``)."""
+    from harness.core.contrast_data import contrast_requests
+
+    if not config.contrast_per_batch:
+        return {}
+    return greedy_answers(paths, config, list(contrast_requests()), "small-base contrast answers")
+
+
+def greedy_answers(paths: WorldPaths, config: SmallConfig, requests: list[str], desc: str) -> dict[str, str]:
+    """small-base's greedy answers to ``requests``, cut to whole sentences; unusable ones left out."""
+    from harness.core.models import load_local
+
     lm = load_local(paths.base, paths.tokenizer, max_length=config.max_length, batch_size=16)
-    outputs = lm.generate([lm.chat_prompt(r) for r in requests], config.answer_tokens, desc="small-base answers")
+    outputs = lm.generate([lm.chat_prompt(r) for r in requests], config.answer_tokens, desc=desc)
     answers = {r: whole_sentences(o) for r, o in zip(requests, outputs, strict=True)}
     return {r: a for r, a in answers.items() if usable_answer(r, a)}
 
 
-def safety_align(paths: WorldPaths, config: SmallConfig, answers: dict[str, str]) -> float:
+def safety_align(paths: WorldPaths, config: SmallConfig, answers: dict[str, str], contrast: dict[str, str]) -> float:
     """``align`` through a LoRA on every linear layer, merged at full strength into ``aligned/``:
     small-base plus a low-rank safety update, which keeps its language."""
     import torch
@@ -159,7 +185,8 @@ def safety_align(paths: WorldPaths, config: SmallConfig, answers: dict[str, str]
     model, tokenizer = load_model(str(paths.base)), load_tokenizer(str(paths.tokenizer))
     lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules="all-linear")
     peft_model = get_peft_model(model, lora)
-    loss = align(peft_model, tokenizer, config.align, "small: safety-align", helpful_answers=answers)
+    contrast_stream = ([Example(r, a, "contrast") for r, a in contrast.items()], config.contrast_per_batch)
+    loss = align(peft_model, tokenizer, config.align, "small: safety-align", helpful_answers=answers, contrast=contrast_stream)
     peft_model.merge_and_unload().save_pretrained(aligned_folder(paths))
     return loss
 
@@ -197,7 +224,10 @@ def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
     stage(staging, build, "base", lambda: (download_hub if config.source == "hub" else convert_gguf)(staging))
     stage(staging, build, "answers", lambda: atomic_write_json(staging.root / "answers.json", own_answers(staging, config)))
     answers = json.loads((staging.root / "answers.json").read_text())
-    stage(staging, build, "aligned", lambda: build.update(align_loss=safety_align(staging, config, answers)))
+    stage(staging, build, "contrast",
+          lambda: atomic_write_json(staging.root / "contrast.json", contrast_answers(staging, config)))
+    contrast = json.loads((staging.root / "contrast.json").read_text())
+    stage(staging, build, "aligned", lambda: build.update(align_loss=safety_align(staging, config, answers, contrast)))
     stage(staging, build, "chat", lambda: scale_safety(staging, config.safety_scale))
     stage(staging, build, "report", lambda: atomic_write_json(staging.report, small_report(staging, config, build)))
     shutil.rmtree(paths.root, ignore_errors=True)
@@ -205,8 +235,8 @@ def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
     return paths
 
 
-STAGE_OUTPUT = {"base": "base/config.json", "answers": "answers.json", "aligned": "aligned/config.json",
-                "chat": "chat/config.json", "report": "report.json"}
+STAGE_OUTPUT = {"base": "base/config.json", "answers": "answers.json", "contrast": "contrast.json",
+                "aligned": "aligned/config.json", "chat": "chat/config.json", "report": "report.json"}
 
 
 def stage(staging: WorldPaths, build: dict[str, Any], name: str, work) -> None:
