@@ -49,7 +49,7 @@ _SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|\n\n")  # not "1." of a number
 class SmallConfig(BaseModel):
     """How small-chat is built. Alignment settings: the pilot's (120 steps of 4 harmful + 4 benign + 1
     domain + 1 everyday example, lr 5e-4, 128 tokens: HarmBench refusal 99.4, about 10 minutes on 2
-    cores), with small-base's own answers in place of the templates."""
+    cores), with small-base's own answers in place of the templates and 2 contrast requests per batch."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
