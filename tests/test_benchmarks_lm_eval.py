@@ -181,6 +181,7 @@ def test_bbq_aggregation_matches_lm_eval_functions():
 
 
 # ---- our tasks (benchmarks/tasks) through the bridge ---------------------------------------------------
+@pytest.mark.slow
 def test_our_lm_eval_tasks_match_our_scorers(tiny_lm):
     from benchmarks import lm_eval_bridge
 

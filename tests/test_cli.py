@@ -18,6 +18,7 @@ def erosion_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_the_module_entry_exits_with_mains_code_and_one_paragraph(tmp_path: Path) -> None:
     assert erosion_process("--help").returncode == 0
     bad = tmp_path / "bad.yaml"

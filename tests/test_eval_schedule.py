@@ -25,6 +25,7 @@ def benchmarks_by_step(store: ResultStore) -> dict[int, set[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_a_final_only_benchmark_is_skipped_between_the_first_and_last_step(tiny_world, tmp_path) -> None:
     suite = load_suite(TINY_SUITE, FINAL_ONLY)
     store = ResultStore(tmp_path / "results")

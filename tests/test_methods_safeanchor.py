@@ -159,6 +159,7 @@ def captured_energy(ctx, method: SafeAnchor, subspaces: dict[str, Subspace]) -> 
     return inside / sum(float(g.pow(2).sum()) for g in grads.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", ["bases", "fisher"])
 def test_memory_carried_into_the_next_domain_still_protects_what_it_protected(tiny_world, tmp_path, monkeypatch, merge):
     """Through the runner, three domains: domain t's own subspace (merged into the memory) still

@@ -1,6 +1,7 @@
 """SafeGrad: the conflict rule on gradients and updates, grouping, and the KL alignment gradient."""
 from __future__ import annotations
 
+import pytest
 import torch
 from test_methods_support import TINY_SUITE, sgd_step, tiny_context
 
@@ -106,6 +107,7 @@ def test_alignment_gradient_is_added_when_configured(tiny_world):
     assert all(torch.equal(out[n], method._alignment_grad[n]) for n in grads)
 
 
+@pytest.mark.slow
 def test_reference_at_domain_three_is_the_aligned_model(tiny_world, tmp_path, monkeypatch):
     """Through the runner: at the third domain p_ref (the model with the adapter disabled) is the
     aligned model, not the model that left domain 2."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import weakref
 
+import pytest
 import torch
 from test_methods_support import sgd_step, tiny_context
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -94,6 +95,7 @@ def collection_working_set(tiny_world, n: int) -> tuple[int, int]:
     return memory.peak - g_bytes, g_bytes
 
 
+@pytest.mark.slow
 def test_gradient_collection_holds_one_batch_beyond_G(tiny_world) -> None:
     small, small_g = collection_working_set(tiny_world, 16)
     large, large_g = collection_working_set(tiny_world, 200)
