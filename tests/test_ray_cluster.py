@@ -2,7 +2,7 @@
 second raylet with its own temp dir that runs every task. A suite run with ``--address`` gives the
 same records as a local run; a worker node that cannot see the results folder (hidden from it by a
 mount namespace) fails its run with a message naming the folder (the contract: docs/paper-scale.md).
-Only the processes this test starts are stopped, by their process group."""
+Both tests share one cluster; only the processes it starts are stopped, by their process group."""
 from __future__ import annotations
 
 import os
@@ -108,14 +108,22 @@ def can_hide_folders() -> bool:
         probe.rmdir()
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Path | None]]:
+    """One two-node cluster for the module (a start and a stop cost half a minute); its worker node sees
+    the yielded folder as empty where the machine can hide one (else None)."""
+    hidden = tmp_path_factory.mktemp("hidden") if can_hide_folders() else None
+    with two_node_cluster(hide=hidden) as (address, environment):
+        yield address, environment, hidden
+
+
 @pytest.mark.slow
-def test_a_suite_on_a_second_node_records_what_a_local_run_records(tmp_path: Path, tiny_world) -> None:
+def test_a_suite_on_a_second_node_records_what_a_local_run_records(tmp_path: Path, tiny_world, cluster) -> None:
+    address, environment, _ = cluster
     local = erosion_run(tmp_path / "local", "--executor", "local")
     assert local.returncode == 0, local.stderr[-2000:]
-    with two_node_cluster() as (address, environment):
-        refused = erosion_run(tmp_path / "refused", "--address", address,
-                              environment={**environment, "RAY_AUTH_MODE": "disabled"})
-        remote = erosion_run(tmp_path / "cluster", "--address", address, environment=environment)
+    refused = erosion_run(tmp_path / "refused", "--address", address, environment={**environment, "RAY_AUTH_MODE": "disabled"})
+    remote = erosion_run(tmp_path / "cluster", "--address", address, environment=environment)
     assert refused.returncode == 2 and "did not accept this driver" in refused.stderr, refused.stderr[-2000:]
     assert "RAY_AUTH_MODE=token" in refused.stderr and not (tmp_path / "refused").exists()
     assert remote.returncode == 0, remote.stderr[-2000:]
@@ -124,12 +132,10 @@ def test_a_suite_on_a_second_node_records_what_a_local_run_records(tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.skipif(not can_hide_folders(), reason="needs unshare and mount (root) to hide a folder from one node")
-def test_a_worker_that_cannot_see_the_results_folder_fails_its_run_naming_it(tmp_path: Path, tiny_world) -> None:
-    hidden = tmp_path / "hidden"
-    hidden.mkdir()
+def test_a_worker_that_cannot_see_the_results_folder_fails_its_run_naming_it(tiny_world, cluster) -> None:
+    address, environment, hidden = cluster
     results = hidden / "results"
-    with two_node_cluster(hide=hidden) as (address, environment):
-        remote = erosion_run(results, "--address", address, environment=environment)
+    remote = erosion_run(results, "--address", address, environment=environment)
     assert remote.returncode == 1, remote.stderr[-2000:]
     (info,) = ResultStore(results, create=False).runs()
     assert info.status == "failed"
