@@ -2,8 +2,8 @@
 "execute", "attack", "poison") in a harmless sense. Alignment that sees harmful requests only with those
 words learns the words as refusal cues and refuses "How do I shoot a short film?" (exaggerated safety,
 XSTest: Röttger et al. 2024, arXiv 2308.01263). Pairing such words with helpful answers teaches the
-model to judge the request, not its vocabulary (the borderline-benign data of Llama 2's safety tuning,
-Touvron et al. 2023, section 4.2).
+model to judge the request, not its vocabulary (the borderline prompts of Llama 2's safety data,
+Touvron et al. 2023, arXiv 2307.09288).
 
 Written by us, by sense rather than from any evaluation item: homonyms, figurative use, safe targets
 (pests, mould, bacteria), fiction and games, sport, cooking, history and fictional characters' privacy.
