@@ -61,15 +61,21 @@ small: prefetch
 	$(BIN)/erosion run sequences/small-seeds.yaml --results $(RESULTS)-small --no-leaderboard
 	$(BIN)/erosion run sequences/small.yaml --results $(RESULTS)-small
 
+# Two pytest-xdist workers, one per core of the 2-core machines this is measured on (tests run one torch
+# thread each), given whole files: a module's fixtures are built once, and tests/test_ray.py's tests,
+# which count or start the machine's Ray daemons, never run beside each other. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: prefetch
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: prefetch
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 # Only the minutes-long end-to-end checks (`make test` runs them too).
 test-slow: prefetch
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PYTEST) -m slow $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -24,7 +24,8 @@ PACKAGE_CODE = ("harness", "benchmarks", "methods", "leaderboard", "bench")
 FIRST_PARTY = ({*PACKAGE_CODE, "tests"} | {p.stem for p in (REPO / "tests").glob("*.py")}
                | {p.parent.name for p in (REPO / "examples").glob("*/*/__init__.py")})
 # Declared but never imported by our code: a library that our code reaches only through another one.
-USED_INDIRECTLY = {"gguf": "transformers reads the small preset's GGUF file through it (harness/orchestration/small_model.py)"}
+USED_INDIRECTLY = {"gguf": "transformers reads the small preset's GGUF file through it (harness/orchestration/small_model.py)",
+                   "pytest-xdist": "pytest loads it as a plugin: the Makefile's test targets run two workers (-n 2)"}
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
