@@ -1,8 +1,9 @@
 """EMA: the moving-average rule on hand-computed numbers, and the average written into the adapter."""
 from __future__ import annotations
 
+import pytest
 import torch
-from test_methods_support import TINY_SUITE, tiny_context
+from test_methods_support import tiny_context
 
 from harness.orchestration.config import load_suite
 from harness.training import run_block
@@ -77,11 +78,12 @@ def retained_share(decay: float, steps: int) -> float:
     return float(method.shadow["w"])
 
 
-def test_micro_eta_keeps_the_paper_scale_share_of_the_trained_displacement():
-    """eta 0.99 over the paper's 938 steps ends at 89.4 % of D; over 32 steps at 14.9 %; the micro
-    preset's eta ends at the paper's share after the micro preset's 32 steps."""
-    micro = load_suite(TINY_SUITE, {"methods": ["ema"], "training": {"max_steps": 32}})
+@pytest.mark.parametrize("suite", ["micro", "small"])
+def test_eta_keeps_the_paper_scale_share_of_the_trained_displacement(suite):
+    """eta 0.99 over the paper's 938 steps ends at 89.4 % of D; over 32 steps at 14.9 %; each CPU
+    preset's eta ends at the paper's share after its own steps per domain (micro 32, small 48)."""
+    found = load_suite(suite, {"methods": ["ema"]})
     assert EMAConfig().decay == 0.99
     paper = retained_share(0.99, 938)
     assert abs(paper - 0.894) < 1e-3 and abs(retained_share(0.99, 32) - 0.149) < 1e-3
-    assert abs(retained_share(micro.method_configs["ema"]["decay"], micro.training.max_steps) - paper) < 1e-3
+    assert abs(retained_share(found.method_configs["ema"]["decay"], found.training.max_steps) - paper) < 1e-3
