@@ -1,6 +1,6 @@
 """The micro organism's starting checks (docs/micro-world.md, "What micro is for"): XSTest's target
 is what 2-core machines reach from one world key (59.2-68.0 measured), >= 55; a cached world's
-report is judged by today's targets without a rebuild."""
+report is judged by today's targets (and carries the build key the results check reads) without a rebuild."""
 from __future__ import annotations
 
 import json
@@ -49,9 +49,11 @@ def test_a_cached_worlds_report_is_judged_by_todays_targets(tiny_world, tmp_path
     old = json.loads(copy.report.read_text())
     xstest = next(c for c in old["checks"] if "XSTest" in c["name"])
     xstest.update(target=">= 70", met=xstest["value"] >= 70)  # as the code of 2026-12-02 wrote it
+    old["world_key"] = old.pop("key", config.key())  # and named the build key so
     copy.report.write_text(json.dumps(old))
     weights = (copy.chat / "model.safetensors").stat().st_mtime_ns
     assert build_world(config).root == copy.root
     refreshed = json.loads(copy.report.read_text())
     assert refreshed["checks"] == starting_checks("micro", old["measured"], micro_targets())
+    assert refreshed["key"] == config.key() and "world_key" not in refreshed  # what the build check reads
     assert refreshed["measured"] == old["measured"] and (copy.chat / "model.safetensors").stat().st_mtime_ns == weights

@@ -221,8 +221,10 @@ def refresh_checks(report: Path) -> None:
 
     stored = json.loads(report.read_text())
     checks = starting_checks("micro", stored["measured"], micro_targets())
-    if checks != stored["checks"]:
-        atomic_write_json(report, {**stored, "checks": checks})
+    # Reports written before the build check named their key "world_key"; the check reads "key".
+    key = stored.pop("world_key", None)
+    if checks != stored["checks"] or key is not None:
+        atomic_write_json(report, {**stored, "checks": checks} | ({"key": key} if key is not None else {}))
 
 
 def _build(config: WorldConfig, paths: WorldPaths) -> WorldPaths:
@@ -269,7 +271,7 @@ def organism_report(paths: WorldPaths, config: WorldConfig) -> dict[str, Any]:
             "harmbench_refusal": harmbench["refusal_rate"], "xstest_compliance_safe": xstest["compliance_safe"],
             "harmbench_degenerate": harmbench["degenerate_rate"], "xstest_degenerate": xstest["degenerate_rate"],
         }
-    return {"model": paths.root.name.split("-")[0], "scale": "micro", "world_key": config.key(), "measured": results,
+    return {"model": paths.root.name.split("-")[0], "scale": "micro", "key": config.key(), "measured": results,
             "checks": starting_checks("micro", results, micro_targets()),
             "note": "micro scale: a 5M-parameter model organism built by erosion-bench; not the paper's numbers"}
 

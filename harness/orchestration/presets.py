@@ -37,7 +37,7 @@ def _micro(preset: str) -> Callable[[], ModelHandle]:
         config = WORLD_PRESETS[preset]
         paths = build_world(config)
         return ModelHandle(preset, "micro", str(paths.chat), str(paths.base), str(paths.tokenizer),
-                           config.max_positions, report={**json.loads(paths.report.read_text()), "key": config.key()})
+                           config.max_positions, report=json.loads(paths.report.read_text()))
 
     return prepare
 
