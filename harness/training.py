@@ -66,11 +66,24 @@ def block_settings(ctx: TrainContext, settings: TrainSettings | None) -> Iterato
         ctx.settings = suite_settings
 
 
-def run_block(ctx: TrainContext, method: Method, examples: list[Example], steps: int, desc: str) -> dict[str, float]:
-    """``steps`` optimizer steps over ``examples`` with every hook applied; returns loss stats."""
+def block_optimizer(settings: TrainSettings, params: dict[str, torch.nn.Parameter],
+                    carried: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
+    """A new AdamW over ``params``, or ``carried`` (an earlier block's, with its moment estimates)
+    set to these settings, so that the block's own schedule starts from ``settings.lr``."""
+    if carried is None:
+        return torch.optim.AdamW(params.values(), lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    for group in carried.param_groups:
+        group.update(lr=settings.lr, initial_lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    return carried
+
+
+def run_block(ctx: TrainContext, method: Method, examples: list[Example], steps: int, desc: str,
+              optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+    """``steps`` optimizer steps over ``examples`` with every hook applied; returns loss stats.
+    ``optimizer``: an earlier block's to step on with (block_optimizer), else a new AdamW."""
     settings = ctx.settings
     params = ctx.trainable()
-    optimizer = torch.optim.AdamW(params.values(), lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    optimizer = block_optimizer(settings, params, optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings, steps))
     stream = ctx.batches(examples, seed_offset=ctx.domain_index + 1 + (100 if ctx.block != "domain" else 0))
     wants_update = method.overrides("transform_update")
@@ -169,8 +182,9 @@ def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> 
     method.before_domain(ctx)
     ctx.block = "domain"
     mixture = method.data_mixture(ctx, examples)
+    optimizer = block_optimizer(ctx.settings, ctx.trainable())
     stats: dict[str, Any] = {
-        "domain": run_block(ctx, method, mixture, steps_for(len(mixture), ctx.settings), f"train {ctx.domain}")}
+        "domain": run_block(ctx, method, mixture, steps_for(len(mixture), ctx.settings), f"train {ctx.domain}", optimizer)}
     stats["n_examples"] = len(mixture)
     apply_edits(ctx, method.edit_weights(ctx))
     follow_up: TrainingBlock | None = method.after_domain(ctx)
@@ -178,5 +192,6 @@ def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> 
         ctx.block = follow_up.name
         ctx.log_event({"type": follow_up.name, **follow_up.note})
         with block_settings(ctx, follow_up.settings):
-            stats[follow_up.name] = run_block(ctx, method, follow_up.examples, follow_up.steps, f"{follow_up.name} {ctx.domain}")
+            stats[follow_up.name] = run_block(ctx, method, follow_up.examples, follow_up.steps, f"{follow_up.name} {ctx.domain}",
+                                              optimizer if follow_up.continue_optimizer else None)
     return stats

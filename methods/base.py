@@ -53,13 +53,17 @@ class MethodConfig(BaseModel):
 class TrainingBlock:
     """Extra training the loop runs through the same loop and hooks: after a domain (a repair) or
     once before the sequence (an alignment stage). ``settings`` are the block's own optimizer and
-    LoRA settings (None: the suite's training settings)."""
+    LoRA settings (None: the suite's training settings). ``continue_optimizer``: a block after a
+    domain steps on with the domain's AdamW (its moment estimates and step count) instead of a new
+    one, whose first steps move every parameter by about the learning rate (Adam's bias-corrected
+    m / sqrt(v) starts at +-1)."""
 
     name: str
     examples: list[Example]
     steps: int
     note: dict[str, Any] = field(default_factory=dict)
     settings: TrainSettings | None = None
+    continue_optimizer: bool = False
 
 
 class Method:

@@ -72,6 +72,9 @@ class SafeAnchorConfig(MethodConfig):
     repair_fraction: float | None = Field(None, gt=0, description="E_repair as this share of the domain's steps instead "
                                           "(paper: 200 / 938 = 0.213; None: repair_steps)")
     beta: float = Field(1.0, ge=0, description="weight of the (unprojected) safety loss during the repair block")
+    repair_optimizer: Literal["continue", "fresh"] = Field(
+        "continue", description="continue: the repair steps on with the domain's AdamW, as the authors' code passes the "
+                                "domain's optimizer to CSM; fresh: a new AdamW (its first steps move every weight by ~lr)")
     repair_safety_examples: int = Field(500, ge=0, description="calibration examples (half harmful, half benign) "
                                         "in the repair data")
     probe_size: int = Field(200, gt=0, description="prompts in the refusal probe: HarmBench val behaviors, "
@@ -114,7 +117,8 @@ class SafeAnchor(Method):
     squared gradients of batch-mean losses, batches of 8, over N), and adds gamma KL(p_{theta_{t-1}} || p_theta)
     on safety data (gamma = 0.1, not projected; one safety batch per optimizer step); CSM measures the
     probe refusal rate s_t after each domain and, if s_t < (1 - tau) s_0 (tau = 0.05), runs E_repair = 200
-    steps on safety + domain data with weight beta = 1 on the (unprojected) safety loss. After each domain
+    steps on safety + domain data with weight beta = 1 on the (unprojected) safety loss, stepping on with the
+    domain's AdamW (the authors' code passes the domain's optimizer to CSM). After each domain
     (and its repair) SSI is recomputed and merged into the memory by an SVD of [V_old | V_new] keeping
     rho of the squared singular values, as the paper and its code.
 
@@ -319,7 +323,8 @@ class SafeAnchor(Method):
             return None
         replay = safety_replay(self.calibration(ctx), cfg.repair_safety_examples, 0.5, ctx.seed * 1000 + 500 + ctx.domain_index)
         note = {"type": CSM_EVENT, "block": REPAIR, **record}
-        return TrainingBlock(REPAIR, replay + list(ctx.domain_examples), steps, note=note)
+        return TrainingBlock(REPAIR, replay + list(ctx.domain_examples), steps, note=note,
+                             continue_optimizer=cfg.repair_optimizer == "continue")
 
     # ---- resumability ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

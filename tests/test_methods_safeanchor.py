@@ -136,6 +136,31 @@ def test_csm_triggers_one_repair_block_that_the_loop_logs_and_runs(tiny_world):
     assert 0 < len(eigenvalues) <= 32 and eigenvalues == sorted(eigenvalues, reverse=True)
 
 
+@pytest.mark.parametrize(("repair_optimizer", "adam_steps_seen"), [("continue", [0, 1, 2, 3]), ("fresh", [0, 1, 0, 1])])
+def test_the_repair_steps_on_with_the_domains_adamw(tiny_world, repair_optimizer, adam_steps_seen):
+    """The authors' CSM replays with the domain's optimizer: its moment estimates (and step count)
+    carry into the repair, where a new AdamW's first step would move every weight by about lr."""
+    ctx = tiny_context(tiny_world, max_steps=2)
+    rates = iter([80.0, 60.0])  # s_0, then a drop that triggers the 2-step repair
+    ctx.refusal_rate = lambda prompts: next(rates)
+    method = SafeAnchor(SafeAnchorConfig(**SMALL, repair_optimizer=repair_optimizer))
+    method.prepare(ctx)
+    seen: list[tuple[int, int]] = []  # (optimizer, AdamW steps it has taken) before each step
+
+    def record(optimizer, args, kwargs):
+        first = optimizer.param_groups[0]["params"][0]
+        seen.append((id(optimizer), int(optimizer.state[first]["step"]) if first in optimizer.state else 0))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        stats = train_domain(ctx, method, ctx.domain_examples)
+    finally:
+        handle.remove()
+    assert (stats["domain"]["steps"], stats[REPAIR]["steps"]) == (2, 2)
+    assert [steps for _, steps in seen] == adam_steps_seen  # the domain's two steps, then the repair's two
+    assert (seen[2][0] == seen[0][0]) is (repair_optimizer == "continue")
+
+
 def test_repair_data_and_no_repair_when_safety_holds(tiny_world):
     ctx = tiny_context(tiny_world)
     method = SafeAnchor(SafeAnchorConfig(**SMALL))
