@@ -80,10 +80,10 @@ def block_optimizer(settings: TrainSettings, params: dict[str, torch.nn.Paramete
 def run_block(ctx: TrainContext, method: Method, examples: list[Example], steps: int, desc: str,
               optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
     """``steps`` optimizer steps over ``examples`` with every hook applied; returns loss stats.
-    ``optimizer``: an earlier block's to step on with (block_optimizer), else a new AdamW."""
+    ``optimizer``: the one to step with (block_optimizer), else a new AdamW."""
     settings = ctx.settings
     params = ctx.trainable()
-    optimizer = block_optimizer(settings, params, optimizer)
+    optimizer = optimizer or block_optimizer(settings, params)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings, steps))
     stream = ctx.batches(examples, seed_offset=ctx.domain_index + 1 + (100 if ctx.block != "domain" else 0))
     wants_update = method.overrides("transform_update")
@@ -193,5 +193,6 @@ def train_domain(ctx: TrainContext, method: Method, examples: list[Example]) -> 
         ctx.log_event({"type": follow_up.name, **follow_up.note})
         with block_settings(ctx, follow_up.settings):
             stats[follow_up.name] = run_block(ctx, method, follow_up.examples, follow_up.steps, f"{follow_up.name} {ctx.domain}",
-                                              optimizer if follow_up.continue_optimizer else None)
+                                              block_optimizer(ctx.settings, ctx.trainable(), optimizer)
+                                              if follow_up.continue_optimizer else None)
     return stats
