@@ -161,6 +161,7 @@ class AdaptiveRegularization(Method):
 
     name = "adaptive_reg"
     relative_cost = 2.5
+    reads_calibration = True
     Config = AdaptiveRegConfig
 
     def __init__(self, config: AdaptiveRegConfig | None = None) -> None:

@@ -80,6 +80,10 @@ class Method:
     # None: the suite's ``training.adapter_policy``. "persistent": this method keeps one adapter for
     # the whole sequence whatever the suite says (e.g. a memory kept in that adapter's coordinates).
     adapter_policy: ClassVar[str | None] = None
+    # True where a hook reads ``ctx.calibration``: the runs' config hash then names what the
+    # calibration set answers benign requests with (the model preset's ``calibration``), so a run
+    # made with other answers is never taken for done.
+    reads_calibration: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()

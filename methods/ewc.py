@@ -54,6 +54,7 @@ class EWC(Method):
 
     name = "ewc"
     relative_cost = 1.1
+    reads_calibration = True
     Config = EWCConfig
 
     def __init__(self, config: EWCConfig | None = None) -> None:

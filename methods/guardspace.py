@@ -169,6 +169,7 @@ class GuardSpace(Method):
 
     name = "guardspace"
     relative_cost = 1.15
+    reads_calibration = True
     Config = GuardSpaceConfig
 
     def __init__(self, config: GuardSpaceConfig | None = None) -> None:

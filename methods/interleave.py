@@ -30,6 +30,7 @@ class SafetyInterleaving(Method):
     """
 
     name = "safety_interleaving"
+    reads_calibration = True
     Config = SafetyInterleavingConfig
 
     def data_mixture(self, ctx, examples: list[Example]) -> list[Example]:

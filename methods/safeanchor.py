@@ -143,6 +143,7 @@ class SafeAnchor(Method):
     # Estimate: the default micro suite measured 3.4 with 225 domain + 200 repair steps; at micro
     # scale the repair is now 21% of a domain (16 steps), so about 241 steps, and the probe 200 prompts.
     relative_cost = 2.4
+    reads_calibration = True
     adapter_policy = "persistent"
     Config = SafeAnchorConfig
 

@@ -59,6 +59,7 @@ class SafeGrad(Method):
 
     name = "safegrad"
     relative_cost = 1.15
+    reads_calibration = True
     adapter_policy = "persistent"
     Config = SafeGradConfig
 

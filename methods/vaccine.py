@@ -99,6 +99,7 @@ class Vaccine(Method):
     # Estimate, not measured: 200 alignment steps of batch 8 (3,200 example passes with both passes)
     # measured 0.4 runs; the micro preset's 1,000 steps are 16,000 passes, about 2 runs more.
     relative_cost = 3.0
+    reads_calibration = True
     Config = VaccineConfig
 
     def before_sequence(self, ctx) -> TrainingBlock:

@@ -43,7 +43,8 @@ def test_small_preset_two_domain_sequence(tmp_path, monkeypatch) -> None:
     assert answers and all(a and a == a.strip() for a in answers.values())  # cut to whole sentences: test_whole_sentences
     contrast_answers = json.loads((paths.root / "contrast.json").read_text())
     assert set(contrast_answers) <= set(contrast) and "contrast" in report["build"]["seconds"]
-    handle = ModelHandle("small", "small", str(paths.chat), str(paths.base), str(paths.tokenizer), config.max_length)
+    handle = ModelHandle("small", "small", str(paths.chat), str(paths.base), str(paths.tokenizer), config.max_length,
+                         helpful_answers=str(paths.root / "answers.json"))
     suite_file = tmp_path / "s.yaml"
     suite_file.write_text(
         "name: small-smoke\nmodel: small\ninclude: scale-micro\ndomains: [medical, legal]\n"

@@ -24,6 +24,10 @@ class ModelHandle:
     max_length: int
     dtype: str = "float32"
     report: dict[str, Any] = field(default_factory=dict)
+    # A JSON file of the starting model's own helpful answers (prompt -> answer) to the calibration
+    # set's benign requests, which the methods' calibration set then uses in place of its templates;
+    # "" keeps the templates (the micro world was aligned on them).
+    helpful_answers: str = ""
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:

@@ -15,7 +15,8 @@ is removed by overlap key, so no evaluation prompt is ever trained on.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from harness.core.data import Example, dataset_file, prompt_key, read_csv, read_json, stable_bucket
@@ -232,3 +233,18 @@ def calibration_set(seed: int = 0) -> CalibrationSet:
         harmful=tuple(Example(p, rng.choice(REFUSALS), "harmful") for p in harmful),
         benign=tuple(benign),
     )
+
+
+def answered_by(examples: list[Example], answers: Mapping[str, str] | None) -> list[Example]:
+    """``examples`` with their responses replaced by ``answers`` (by prompt), keeping only the answered
+    ones; all of them unchanged when ``answers`` is None."""
+    if answers is None:
+        return examples
+    return [Example(e.prompt, answers[e.prompt], e.source) for e in examples if e.prompt in answers]
+
+
+def with_helpful_answers(calibration: CalibrationSet, answers: Mapping[str, str] | None) -> CalibrationSet:
+    """``calibration`` with its benign pairs answered by ``answers`` (the starting model's own helpful
+    answers): a method that replays or measures benign behaviour then uses answers the starting model
+    gives itself, not templates it was never taught (docs/small-organism.md). None: unchanged."""
+    return replace(calibration, benign=tuple(answered_by(list(calibration.benign), answers)))

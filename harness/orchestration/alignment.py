@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from harness.core.batching import BatchStream
 from harness.core.data import Example
 from harness.core.domains import DOMAINS, domain_examples
-from harness.core.safety_data import calibration_set
+from harness.core.safety_data import answered_by, calibration_set
 
 
 class AlignConfig(BaseModel):
@@ -89,14 +89,6 @@ def full_logits_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], dec
         first = (mask.cumsum(1) <= decision_tokens).float() * mask
         mask = mask + (decision_weight - 1.0) * first
     return (token_loss * mask).sum() / mask.sum().clamp(min=1)
-
-
-def answered_by(examples: list[Example], answers: Mapping[str, str] | None) -> list[Example]:
-    """``examples`` with their responses replaced by ``answers`` (by prompt), keeping only the answered
-    ones; all of them unchanged when ``answers`` is None."""
-    if answers is None:
-        return examples
-    return [Example(e.prompt, answers[e.prompt], e.source) for e in examples if e.prompt in answers]
 
 
 def align(model: torch.nn.Module, tokenizer, config: AlignConfig, desc: str = "safety-align",

@@ -93,7 +93,18 @@ class SuiteConfig(Strict):
                                             "method_configs"})
         config = method_config(method, self.method_configs.get(method)).model_dump()
         relevant["method_configs"] = {method: config} if config else {}  # a method without fields: {}
+        calibration = self.calibration_answers(method)
+        if calibration != "templates":  # the templates' runs keep the hashes they had before this field
+            relevant["calibration"] = calibration
         return stable_hash(relevant)
+
+    def calibration_answers(self, method: str) -> str:
+        """What ``method``'s calibration set answers benign requests with under this suite's model
+        ("templates" for a method that never reads it)."""
+        from harness.orchestration.presets import PRESETS
+        from methods.registry import resolve_method
+
+        return PRESETS[self.model].calibration if resolve_method(method).reads_calibration else "templates"
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

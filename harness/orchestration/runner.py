@@ -10,6 +10,7 @@ so a resumed run gives the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 import traceback
@@ -30,11 +31,12 @@ from harness.core import faults
 from harness.core.adapters import attach_adapter, merge_adapter
 from harness.core.context import TrainContext
 from harness.core.domains import training_examples
+from harness.core.errors import ErosionError
 from harness.core.faults import reached
 from harness.core.hashing import stable_hash
 from harness.core.lm import ChatLM
 from harness.core.models import TRAINED_MANIFEST, ModelHandle, device, load_model, load_tokenizer
-from harness.core.safety_data import calibration_set
+from harness.core.safety_data import CalibrationSet, calibration_set, with_helpful_answers
 from harness.core.store import (
     Record,
     ResultStore,
@@ -46,6 +48,7 @@ from harness.core.store import (
     read_json,
 )
 from harness.orchestration.config import SuiteConfig
+from harness.orchestration.presets import PRESETS
 from harness.training import effective_settings, train_before_sequence, train_domain
 from methods import build_method
 
@@ -264,6 +267,17 @@ class Run:
             (self.store.state_dir(self.run_id) / CHECKPOINT).unlink(missing_ok=True)
             return info
 
+    def methods_calibration(self) -> CalibrationSet:
+        """The calibration set the method sees: benign requests answered as the suite's config hash
+        says (templates, or the starting model's own answers from ``handle.helpful_answers``)."""
+        declared = PRESETS[self.suite.model].calibration
+        if (declared == "own-answers") != bool(self.handle.helpful_answers):
+            raise ErosionError(f"Model preset {self.suite.model!r} declares calibration {declared!r} but its handle "
+                               f"gives helpful_answers={self.handle.helpful_answers!r}. Fix: make the preset's "
+                               f"'calibration' and its prepared handle agree (harness/orchestration/presets.py).")
+        answers = json.loads(Path(self.handle.helpful_answers).read_text()) if self.handle.helpful_answers else None
+        return with_helpful_answers(calibration_set(self.seed), answers)
+
     def _train_and_evaluate(self) -> None:
         torch.set_num_threads(self.suite.threads_per_run)
         set_seed(self.seed)
@@ -274,7 +288,7 @@ class Run:
         settings = effective_settings(self.suite.training, method)
         self.adapter_policy = settings.adapter_policy  # the method's, where it requires one (what trained/ holds)
         n_domains = len(self.ordering)
-        ctx = TrainContext(model=model, tokenizer=tokenizer, settings=settings, calibration=calibration_set(self.seed),
+        ctx = TrainContext(model=model, tokenizer=tokenizer, settings=settings, calibration=self.methods_calibration(),
                            seed=self.seed, domains=self.ordering,
                            checkpoints={"base": self.handle.base, "aligned": self.handle.chat})
         ctx.refusal_rate = self._probe_refusal(ctx)

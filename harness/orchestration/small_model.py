@@ -191,6 +191,11 @@ def safety_align(paths: WorldPaths, config: SmallConfig, answers: dict[str, str]
     return loss
 
 
+def answers_file(paths: WorldPaths) -> Path:
+    """small-base's own helpful answers: what small-chat was aligned on, and the methods' calibration answers."""
+    return paths.root / "answers.json"
+
+
 def aligned_folder(paths: WorldPaths) -> Path:
     return paths.root / "aligned"
 
@@ -222,8 +227,8 @@ def build_small(config: SmallConfig, force: bool = False) -> WorldPaths:
     earlier = json.loads((staging.root / "build.json").read_text()) if (staging.root / "build.json").exists() else {}
     build = {"seconds": {}, **earlier, "config": config.model_dump(), "key": config.key()}
     stage(staging, build, "base", lambda: (download_hub if config.source == "hub" else convert_gguf)(staging))
-    stage(staging, build, "answers", lambda: atomic_write_json(staging.root / "answers.json", own_answers(staging, config)))
-    answers = json.loads((staging.root / "answers.json").read_text())
+    stage(staging, build, "answers", lambda: atomic_write_json(answers_file(staging), own_answers(staging, config)))
+    answers = json.loads(answers_file(staging).read_text())
     stage(staging, build, "contrast",
           lambda: atomic_write_json(staging.root / "contrast.json", contrast_answers(staging, config)))
     contrast = json.loads((staging.root / "contrast.json").read_text())
