@@ -22,7 +22,7 @@ import pandas as pd
 from harness.core.store import MARKER, ResultStore, RunInfo, ordering_label, read_json
 from leaderboard.columns import best_first, finite, optional
 from leaderboard.continual import REFERENCE_METHOD, START_METHOD, utility_frame  # every method is tested against the reference
-from leaderboard.stats import Comparison, compare, interval, seed_mean_draws, tie_ranks
+from leaderboard.stats import Comparison, compare, interval, seed_mean_draws, significance_ranks
 
 HEADLINE = "composite/safety"
 CSM_EVENT = "csm_trigger"
@@ -46,7 +46,7 @@ class RowStats:
     """Uncertainty of one main-table row: its value is the mean over ``n_seeds`` runs."""
 
     intervals: dict[str, tuple[float, float]]  # key -> 95% interval of the row's value at its step
-    rank: str  # "1", "=2" (shared: no significant difference from a neighbour), "" without a final
+    rank: str  # 1 + the methods significantly above it ("=2" when shared), "" without a final
     vs_reference: Comparison | None  # headline against Standard LoRA's row
     vs_next: Comparison | None  # headline against the row ranked just below
     n_seeds: int
@@ -426,6 +426,14 @@ def comparison(row: Any, other: Any, draws: dict[str, list[StepDraws]],
     return compare(this, that, row.final_mean - other.final_mean, other.method, bool((digests.nunique() <= 1).all()))
 
 
+def beaten_by(ranked: list[Any], draws: dict[str, list[StepDraws]], pooled: dict[str, dict[str, np.ndarray]]) -> list[int]:
+    """For each row (best first), how many rows above it are significantly better (paired test)."""
+    def better(above: Any, row: Any) -> bool:
+        found = comparison(above, row, draws, pooled)
+        return bool(found and found.significant and found.difference > 0)
+    return [sum(better(above, row) for above in ranked[:i]) for i, row in enumerate(ranked)]
+
+
 def row_draws(store: ResultStore, row: Any, runs: pd.DataFrame, values: pd.DataFrame) -> list[StepDraws]:
     """The stored draws of the runs a row averages (the usable runs measured at the row's step)."""
     step = 0 if row.kind == "start" else row.n_steps
@@ -443,9 +451,7 @@ def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values:
     reference = next((row for row in methods if row.method == REFERENCE_METHOD), None)
     ranked = [row for row in methods if row.final_mean is not None]
     vs_next = {row.method: comparison(row, below, draws, pooled) for row, below in zip(ranked, ranked[1:], strict=False)}
-    ranks = dict(zip((row.method for row in ranked),
-                     tie_ranks([True] + [bool(c and c.significant) for c in (vs_next[r.method] for r in ranked[:-1])]),
-                     strict=False))  # no ranked row: tie_ranks([True]) has one rank for none
+    ranks = dict(zip((row.method for row in ranked), significance_ranks(beaten_by(ranked, draws, pooled)), strict=True))
     out = {}
     for row in rows:
         intervals = {key: found for key, values in pooled[row.method].items() if (found := interval(values)) is not None}

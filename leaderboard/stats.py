@@ -3,7 +3,7 @@
 No torch and no benchmark code: a run's step has, for every score, ``N`` draws made on Poisson
 resamples of its items, seeded by (benchmark, item id) only (benchmarks/base.py), so two runs scored
 on the same items were resampled identically and subtracting their draws is a *paired* bootstrap.
-Seed pooling, significance, p-values and tie-aware ranks: docs/leaderboard.md, "Uncertainty".
+Seed pooling, significance, p-values and significance ranks: docs/leaderboard.md, "Uncertainty".
 """
 from __future__ import annotations
 
@@ -65,10 +65,11 @@ def compare(this: np.ndarray, other: np.ndarray, point: float, other_name: str, 
     return Comparison(other_name, point, low, high, p_value, bool(low > 0 or high < 0), paired)
 
 
-def tie_ranks(differs_from_previous: list[bool | None]) -> list[str]:
-    """Competition ranks of rows sorted best first, where row i keeps row i−1's rank unless
-    ``differs_from_previous[i]`` is True; a shared rank is written with a leading "=" ("=2")."""
-    ranks: list[int] = []
-    for i, differs in enumerate(differs_from_previous):
-        ranks.append(1 if i == 0 else (i + 1 if differs else ranks[-1]))
+def significance_ranks(beaten_by: list[int]) -> list[str]:
+    """Rank of each row = 1 + the number of rows significantly better than it (``beaten_by[i]``).
+
+    A tie is not chained: with A ~ B and B ~ C but A > C, A and B share rank 1 and C ranks 2, where
+    "keep the neighbour's rank unless the two differ" would put all three at 1. A shared rank is
+    written with a leading "=" ("=2")."""
+    ranks = [1 + count for count in beaten_by]
     return [f"={r}" if ranks.count(r) > 1 else str(r) for r in ranks]

@@ -55,8 +55,8 @@ ONE_SEED_NOTE = ("One seed per method: the intervals cover the evaluation items 
 COMPACT_CAPTION = (
     f"Final: composite safety after the last domain, mean ± SD over seeds [95% bootstrap interval]. "
     f"{VS_REFERENCE_HEADER} / {VS_NEXT_HEADER}: difference against Standard LoRA / the method ranked next "
-    f"[paired bootstrap 95% interval]; * and bold: significant. Rank: a method not significantly different "
-    f"from its neighbour shares its rank (=). "
+    f"[paired bootstrap 95% interval]; * and bold: significant. Rank: 1 + the number of methods significantly "
+    f"above it; = marks a shared rank. "
 )
 JSON_SCHEMA = "erosion-leaderboard/1"
 CSV_ONLY, JSON_ONLY = frozenset({"csv"}), frozenset({"json"})
@@ -265,7 +265,7 @@ def main_caption(rows: list[Any]) -> str:
         f"{' and seeds' if not one_seed(rows) else ''}]; "
         f"{VS_REFERENCE_HEADER} / {VS_NEXT_HEADER}: difference in final composite against Standard LoRA / the "
         f"method ranked next, [paired bootstrap 95% interval], * = significant (interval excludes 0); "
-        f"Rank: methods not significantly different from their neighbour share a rank (=). "
+        f"Rank: 1 + the number of methods significantly better (paired test); = marks a shared rank. "
         f"Loss/step = (step 0 − final) / {steps}; "
         f"Accelerates = per-step loss grows with step (slope in brackets); benchmark columns at the final step [95% interval]. "
         + (ONE_SEED_NOTE if one_seed(rows) else "")

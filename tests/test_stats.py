@@ -19,7 +19,7 @@ from harness.core.store import Record, ResultStore, RunInfo, draw_interval, make
 from harness.orchestration.rescore import rescore
 from leaderboard import render
 from leaderboard.aggregate import build_board
-from leaderboard.stats import compare, seed_mean_draws, tie_ranks
+from leaderboard.stats import compare, seed_mean_draws, significance_ranks
 
 MEDQA = BENCHMARKS["medqa"]
 
@@ -159,10 +159,10 @@ def test_seed_mean_draws() -> None:
     assert (seed_mean_draws(runs, "m") == pooled).all()  # seeded: a re-render is identical
 
 
-def test_tie_ranks() -> None:
-    assert tie_ranks([True, True, True]) == ["1", "2", "3"]
-    assert tie_ranks([True, False, True, False]) == ["=1", "=1", "=3", "=3"]
-    assert tie_ranks([True, True, False, False]) == ["1", "=2", "=2", "=2"]
+def test_significance_ranks() -> None:
+    assert significance_ranks([0, 1, 2]) == ["1", "2", "3"]
+    assert significance_ranks([0, 0, 2, 2]) == ["=1", "=1", "=3", "=3"]
+    assert significance_ranks([0, 0, 1]) == ["=1", "=1", "2"]  # a chain of ties does not carry rank 1 down
 
 
 # --- the leaderboard on a hand-made store ---------------------------------------------------------------
@@ -205,6 +205,19 @@ def test_leaderboard_marks_significance_and_ranks_ties(tmp_path: Path) -> None:
     payload = json.loads(paths["json"].read_text())
     ewc = next(r for r in payload["main"] if r["method"] == "ewc")
     assert ewc["stats"]["vs_standard_lora"]["significant"] is True and ewc["stats"]["rank"] == "=1"
+
+
+def test_ties_do_not_chain_down_the_ranking(tmp_path: Path) -> None:
+    """A ~ B and B ~ C, but A is significantly above C: C ranks 2, not "=1" by a chain of neighbours.
+
+    The paired differences' draws have SD 0.3 x sqrt 2 = 0.42 (the shared deviation cancels): 0.6
+    apart is a tie, 1.2 apart is significant."""
+    write_one_seed_suite(tmp_path / "r", {"safeanchor": 61.2, "ewc": 60.6, "standard_lora": 60.0})
+    board = build_board(tmp_path / "r")
+    stats = {row.method: board.row_stats(row) for row in board.main}
+    assert not stats["safeanchor"].vs_next.significant and not stats["ewc"].vs_next.significant
+    assert stats["ewc"].vs_reference is not None and not stats["ewc"].vs_reference.significant
+    assert [stats[m].rank for m in ("safeanchor", "ewc", "standard_lora")] == ["=1", "=1", "2"]
 
 
 def test_steps_without_draws_render_without_intervals(tmp_path: Path) -> None:
