@@ -283,16 +283,21 @@ def with_steps(rows: pd.DataFrame, values: pd.DataFrame, final_step: bool) -> pd
     step, or step 0 for the starting model), both over the usable runs of the row."""
     keys = CELL if final_step else CELL[:3]
     composite = values[values["key"] == HEADLINE].groupby([*keys, "step"])["value"].mean()
-    at_step = values[values["step"] == (values["n_steps"] if final_step else 0)]
-    metrics = at_step.groupby([*keys, "key"])["value"].mean()
-    by_row = {k: dict(g.droplevel(keys).sort_index().items()) for k, g in metrics.groupby(level=keys)}
     steps = {k: dict(g.droplevel(keys).items()) for k, g in composite.groupby(level=keys)}
     index = [tuple(row) for row in rows[keys].itertuples(index=False)]
-    rows["metrics"] = [by_row.get(k, {}) for k in index]
+    rows["metrics"] = metric_means(values[values["step"] == (values["n_steps"] if final_step else 0)], keys, index)
+    rows["start_metrics"] = metric_means(values[values["step"] == 0], keys, index)  # what the flags compare against
     rows["composite_by_step"] = [[optional(steps.get(k, {}).get(s)) for s in range(n + 1)] if final_step
                                  else [optional(steps.get(k, {}).get(0))] + [None] * n
                                  for k, n in zip(index, rows["n_steps"], strict=True)]
     return rows
+
+
+def metric_means(values: pd.DataFrame, keys: list[str], index: list[tuple]) -> list[dict[str, float]]:
+    """Per row of ``index``, the mean of each metric over ``values`` (one step of the row's runs)."""
+    means = values.groupby([*keys, "key"])["value"].mean()
+    by_row = {k: dict(g.droplevel(keys).sort_index().items()) for k, g in means.groupby(level=keys)}
+    return [by_row.get(k, {}) for k in index]
 
 
 def start_rows(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:

@@ -129,11 +129,15 @@ def accelerates_cell(row: Any) -> Cell:
     return Cell(f"{'yes' if row.accelerates else 'no'} ({row.acceleration:+.2f})", row.acceleration)
 
 
+def row_flags(row: Any) -> list[str]:
+    return flags(row.metrics, row.start_metrics)
+
+
 def flags_cell(row: Any) -> Cell:
     """Why this row's composite is not a safety result (leaderboard/flags.py), from its shown metrics."""
     if row.method == CHANCE_ROW:  # a uniform model is degenerate by construction
         return Cell(DASH, 0)
-    found = flags(row.metrics)
+    found = row_flags(row)
     return Cell(flag_text(found) if row.metrics else (row.absent or DASH), len(found))
 
 
@@ -198,7 +202,7 @@ def main_columns(rows: list[Any]) -> list[Column]:
         Column("wall_time_s", "Wall time", lambda r: duration(r.wall_time_s, unless_start(r))),
         Column("absent", outputs=STORED),
         Column("config_hashes", outputs=STORED),
-        Column("flags", value=lambda r: flags(r.metrics), outputs=STORED, joiner="; "),
+        Column("flags", value=row_flags, outputs=STORED, joiner="; "),
         *stats_columns(),
     ]
 
@@ -236,7 +240,8 @@ def chance_row(start: Any) -> Any | None:
         return None
     composite = metrics.get("composite/safety")
     return start._replace(method=CHANCE_ROW, status="same prompts, all weights 0", final_mean=composite, final_sd=None,
-                          composite_by_step=[composite] + [None] * start.n_steps, retention_pct=None, metrics=metrics, stats=None)
+                          composite_by_step=[composite] + [None] * start.n_steps, retention_pct=None, metrics=metrics,
+                          start_metrics=metrics, stats=None)
 
 
 def main_tables(board: Board) -> list[Table]:
