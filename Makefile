@@ -58,6 +58,7 @@ t5:
 # The small organism (SmolLM2-135M-Instruct), in its own folder: Standard LoRA over seeds 0-2 (what
 # its erosion checks read), then its leaderboard suite, which shares seed 0's Standard LoRA run.
 small: prefetch
+	$(BIN)/erosion build-world --preset small
 	$(BIN)/erosion run sequences/small-seeds.yaml --results $(RESULTS)-small --no-leaderboard
 	$(BIN)/erosion run sequences/small.yaml --results $(RESULTS)-small
 

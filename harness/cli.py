@@ -120,12 +120,20 @@ def print_dataset_table(target: Path) -> None:
     print(f"data directory {target}; NC = non-commercial license, gated = accept the terms on the hub and set HF_TOKEN")
 
 
-def cmd_build_world(args: argparse.Namespace) -> int:
-    from harness.orchestration.micro_world import WORLD_PRESETS, build_world
+SMALL_SOURCES = {"small": "gguf", "small-hub": "hub"}  # build-world's presets that build small-chat
 
-    paths = build_world(WORLD_PRESETS[args.preset], force=args.force)
+
+def cmd_build_world(args: argparse.Namespace) -> int:
+    if args.preset in SMALL_SOURCES:
+        from harness.orchestration.small_model import SmallConfig, build_small
+
+        paths, what = build_small(SmallConfig(source=SMALL_SOURCES[args.preset]), force=args.force), "small organism"
+    else:
+        from harness.orchestration.micro_world import WORLD_PRESETS, build_world
+
+        paths, what = build_world(WORLD_PRESETS[args.preset], force=args.force), "micro world"
     report = json.loads(paths.report.read_text())
-    print(f"micro world ({args.preset}) at {paths.root}")
+    print(f"{what} ({args.preset}) at {paths.root}")
     for check in report["checks"]:
         print(f"  [{'met' if check['met'] else 'NOT MET'}] {check['name']}: {check['value']:.1f} (target {check['target']})")
     return 0
@@ -322,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="fetch again even if present")
 
     p = add("build-world", cmd_build_world,
-            "Build (or reuse from cache) the micro world: tokenizer, micro-base, micro-chat, organism report.")
-    p.add_argument("--preset", default="micro", choices=["micro", "tiny"])
+            "Build (or reuse from cache) an organism and print its starting checks: the micro world (tokenizer, "
+            "micro-base, micro-chat), or with --preset small small-chat (SmolLM2-135M-Instruct aligned by the harness).")
+    p.add_argument("--preset", default="micro", choices=["micro", "tiny", *SMALL_SOURCES])
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
 
     p = add("run", cmd_run,

@@ -73,3 +73,11 @@ def test_plan_a_broken_suite(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     broken.write_text("name: b\ninclude: micro\norderings: sometimes\n")
     result = run_cli(capsys, "plan", str(broken))
     assert result.returncode == 2 and "'orderings'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_world_reuses_the_cached_organism_and_prints_its_checks(tiny_world, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "build-world", "--preset", "tiny")
+    assert result.returncode == 0
+    header, *checks = result.stdout.splitlines()
+    assert header == f"micro world (tiny) at {Path(tiny_world.chat).parent}"
+    assert len(checks) == len(tiny_world.report["checks"]) and all(c.startswith(("  [met] ", "  [NOT MET] ")) for c in checks)
