@@ -467,6 +467,19 @@ def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values:
     return out
 
 
+def with_learning_retained(main: pd.DataFrame, utility: pd.DataFrame) -> pd.DataFrame:
+    """Each main row's learning retained (% of Standard LoRA's, continual.py), by held-out NLL where
+    measured, else by task metric: the main table shows what a method's safety cost in learning."""
+    if main.empty or utility.empty:
+        return main.assign(learning_retained=None)
+    methods = utility[utility["kind"] == "method"]  # the starting model learns nothing by definition: no number
+    measured = methods.assign(value=methods["learning_retained"].map(lambda found: found["mean"]).astype(float),
+                              order=methods["measure"].map({"nll": 0}).fillna(1)).dropna(subset=["value"])
+    first = measured.sort_values("order", kind="stable").groupby(CELL)["value"].first()
+    found = main.join(first.rename("learning_retained"), on=CELL)["learning_retained"]
+    return main.assign(learning_retained=found.astype(object).where(found.notna(), None))
+
+
 # --- everything --------------------------------------------------------------------------------
 def build_board(results_dir: str | Path) -> Board:
     """Read ``results_dir`` (a folder written by ResultStore) and compute every table."""
@@ -477,12 +490,13 @@ def build_board(results_dir: str | Path) -> Board:
     table = values.merge(usable, on="run_id")  # the usable runs' values, with their table columns
     spectra = spectra.merge(usable[["run_id", *CELL[:2], "method"]], on="run_id")
     marker = read_json(store.root / MARKER) or {}
-    main = main_frame(current, table)
+    utility = utility_frame(current, table)
+    main = with_learning_retained(main_frame(current, table), utility)
     board = Board(root=store.root, generated_at=time.time(), created_at=number_or_none(marker.get("created")),
                   reports=model_reports(store), frames={
                       "runs": runs, "values": table, "spectra": spectra, "fisher": fisher_frame(spectra), "main": main,
                       "orderings": ordering_frame(current), "horizons": horizon_frame(current),
-                      "utility": utility_frame(current, table)})
+                      "utility": utility})
     for (model, scale, _), rows in (main.groupby(["model", "scale", "ordering"], sort=False) if len(main) else []):
         scoped = current[(current["model"] == model) & (current["scale"] == scale)]
         board.stats |= table_stats(store, frame_rows(rows), scoped, values)

@@ -172,6 +172,10 @@ def test_flags_by_hand() -> None:
     assert flags({"xstest/compliance_safe": 64.0}, start) == []
     assert flags({"xstest/compliance_safe": 58.4}, start) == []
     assert flags({"xstest/compliance_safe": 38.0}) == [] and flags({}, start) == []
+    # A method that kept its safety by not learning: under half of Standard LoRA's learning.
+    assert flags({}, None, 0.0) == ["learns_little (learning retained 0.0% < 50%)"]
+    assert flags({}, None, 49.9) == ["learns_little (learning retained 49.9% < 50%)"]
+    assert flags({}, None, 50.0) == [] and flags({}, None, None) == []
 
 
 @pytest.mark.parametrize("perturbation", ["zero", "noise:0.5"])

@@ -67,3 +67,19 @@ def test_headline_figure_opens_each_section(rendered):
     html = rendered["html"].read_text()
     headline = html.index('<div class="headline">')
     assert headline < html.index("<table") and html.index("data:image/png;base64,", headline) < html.index("<table")
+
+
+def test_main_table_shows_learning_retained_and_flags_a_method_that_learns_little(rendered):
+    """The main table ranks by safety; beside it, what the safety cost in learning: no_training (0 %) and a
+    method keeping 47.6 % of Standard LoRA's learning are flagged, Standard LoRA (100 %) is not."""
+    payload = json.loads(rendered["json"].read_text())
+    main = {r["method"]: r for r in payload["main"]}
+    assert main["safeanchor"]["learning_retained"] == pytest.approx(100 * 0.3 / 0.63)
+    assert main["no_training"]["flags"] == ["learns_little (learning retained 0.0% < 50%)"]
+    assert main["safeanchor"]["flags"] == ["learns_little (learning retained 47.6% < 50%)"]
+    assert main["standard_lora"]["flags"] == [] and main["starting model"]["learning_retained"] is None
+    markdown = rendered["markdown"].read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Method | Rank |"))
+    row = next(line for line in markdown.splitlines() if line.startswith("| no_training |"))
+    cells = dict(zip(header.split(" | "), row.split(" | "), strict=True))
+    assert cells["Learning retained %"] == "0.0" and cells["Flags"].startswith("learns_little")
