@@ -431,12 +431,11 @@ def comparison(row: Any, other: Any, draws: dict[str, list[StepDraws]],
     return compare(this, that, row.final_mean - other.final_mean, other.method, bool((digests.nunique() <= 1).all()))
 
 
-def beaten_by(ranked: list[Any], draws: dict[str, list[StepDraws]], pooled: dict[str, dict[str, np.ndarray]]) -> list[int]:
-    """For each row (best first), how many rows above it are significantly better (paired test)."""
-    def better(above: Any, row: Any) -> bool:
-        found = comparison(above, row, draws, pooled)
+def beaten_by(ranked: list[Any], pairs: dict[tuple[str, str], Comparison | None]) -> list[int]:
+    """For each row (best first), how many rows above it are significantly better: ``pairs[(above, row)]``."""
+    def better(found: Comparison | None) -> bool:
         return bool(found and found.significant and found.difference > 0)
-    return [sum(better(above, row) for above in ranked[:i]) for i, row in enumerate(ranked)]
+    return [sum(better(pairs[(above.method, row.method)]) for above in ranked[:i]) for i, row in enumerate(ranked)]
 
 
 def row_draws(store: ResultStore, row: Any, runs: pd.DataFrame, values: pd.DataFrame) -> list[StepDraws]:
@@ -455,8 +454,11 @@ def table_stats(store: ResultStore, rows: list[Any], runs: pd.DataFrame, values:
     pooled = {method: pooled_draws(steps, f"{rows[0].ordering}|{method}") for method, steps in draws.items()}
     reference = next((row for row in methods if row.method == REFERENCE_METHOD), None)
     ranked = [row for row in methods if row.final_mean is not None]
-    vs_next = {row.method: comparison(row, below, draws, pooled) for row, below in zip(ranked, ranked[1:], strict=False)}
-    ranks = dict(zip((row.method for row in ranked), significance_ranks(beaten_by(ranked, draws, pooled)), strict=True))
+    # Every pair once, the higher-ranked row first: the ranks read all of them, "vs next" the neighbours'.
+    pairs = {(row.method, below.method): comparison(row, below, draws, pooled)
+             for i, row in enumerate(ranked) for below in ranked[i + 1:]}
+    vs_next = {row.method: pairs[(row.method, below.method)] for row, below in zip(ranked, ranked[1:], strict=False)}
+    ranks = dict(zip((row.method for row in ranked), significance_ranks(beaten_by(ranked, pairs)), strict=True))
     out = {}
     for row in rows:
         intervals = {key: found for key, values in pooled[row.method].items() if (found := interval(values)) is not None}
