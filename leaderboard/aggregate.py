@@ -286,7 +286,8 @@ def with_steps(rows: pd.DataFrame, values: pd.DataFrame, final_step: bool) -> pd
     steps = {k: dict(g.droplevel(keys).items()) for k, g in composite.groupby(level=keys)}
     index = [tuple(row) for row in rows[keys].itertuples(index=False)]
     rows["metrics"] = metric_means(values[values["step"] == (values["n_steps"] if final_step else 0)], keys, index)
-    rows["start_metrics"] = metric_means(values[values["step"] == 0], keys, index)  # what the flags compare against
+    # What the flags compare against: for the starting model, its own metrics.
+    rows["start_metrics"] = metric_means(values[values["step"] == 0], keys, index) if final_step else rows["metrics"]
     rows["composite_by_step"] = [[optional(steps.get(k, {}).get(s)) for s in range(n + 1)] if final_step
                                  else [optional(steps.get(k, {}).get(0))] + [None] * n
                                  for k, n in zip(index, rows["n_steps"], strict=True)]
